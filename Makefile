@@ -1,0 +1,46 @@
+# convzoo: `make main` sets everything up and trains the default experiment;
+# `make test` sets everything up and runs the test suite. Both are idempotent.
+
+PYTHON      ?= python3
+VENV        := .venv
+PY          := $(VENV)/bin/python
+DATA_DIR    := data/tfds
+WORKDIR     ?= workdirs/default
+FASHION_DIR := /usr/share/datasets/fashion-mnist
+PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
+
+.PHONY: main test setup data bench clean-env
+
+main: setup data
+	$(PY) train.py --config=configs/default.py --workdir=$(WORKDIR)
+
+test: setup data
+	$(PY) -m pytest
+
+setup: $(VENV)/.installed
+
+# Reinstalled only when the lock changes.
+$(VENV)/.installed: requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	touch $@
+
+data: $(PREPARED)
+
+$(PREPARED): | $(VENV)/.installed
+	@if [ ! -e $(FASHION_DIR)/train-images-idx3-ubyte.gz ] && [ -z "$$FASHION_MNIST_DIR" ]; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q dataset-fashion-mnist; \
+	  else \
+	    echo "error: Fashion-MNIST not found in $(FASHION_DIR); run 'sudo apt-get install dataset-fashion-mnist' or set FASHION_MNIST_DIR to a folder with the four IDX .gz files" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(PY) -m input_pipeline.fashion_mnist --data_dir=$(DATA_DIR)
+
+bench: setup data
+	$(PY) benchmarks/train_loop.py
+
+clean-env:
+	rm -rf $(VENV)

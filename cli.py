@@ -1,0 +1,47 @@
+"""The command line shared by train.py and eval.py: --config, --workdir, quiet logs, clean errors."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Callable
+
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+# Errors that mean bad input or a diverged run: printed as one line, exit status 1.
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+
+
+def define_flags() -> None:
+  config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)",
+                                  lock_config=True)
+  flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and results")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
+class _DropOpenCVAdvice(logging.Filter):
+  """TFDS recommends OpenCV on every image decode; convzoo decodes with PIL on purpose."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "OpenCV is not installed" not in record.getMessage()
+
+
+def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
+  """Runs `job(config, workdir)` from the command line and prints `report(result)`."""
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS["verbosity"].present:
+      absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    absl_logging.get_absl_logger().addFilter(_DropOpenCVAdvice())
+    try:
+      result = job(FLAGS.config, FLAGS.workdir)
+    except USER_ERRORS as error:
+      sys.exit(f"error: {error}")
+    print(report(result), flush=True)
+
+  app.run(main)

@@ -1,0 +1,51 @@
+"""LeNet-5 (ReLU, max pooling) on Fashion-MNIST: the default convzoo experiment.
+
+Run:
+  .venv/bin/python train.py --config=configs/default.py --workdir=workdirs/default
+
+Expected: about 9 % top-1 test error (published small CNNs: 7.5–12 %), in about two minutes
+on a 2-core CPU, compile included.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "lenet5"
+  config.model.form = "modern"      # "classic": tanh + average subsampling (1998)
+  config.model.activation = ""      # "" = the form's own; relu, tanh, sigmoid, leaky_relu, swish
+  config.model.kernel_init = "he"   # he, glorot, gaussian, lecun_uniform
+  config.model.dtype = "float32"    # compute dtype: float32 or bfloat16
+
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = "fashion_mnist"
+  config.dataset.data_dir = ""      # "" = $TFDS_DATA_DIR, else <repo>/data/tfds
+  config.dataset.train_split = "train"
+  config.dataset.eval_split = "test"
+  config.dataset.pad = 2            # 28×28 → 32×32, as LeCun et al. pad the digits
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 0.05  # peak, for batch_size 128
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 5e-4   # added to the gradient, as Krizhevsky et al. 2012 §5
+
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = "cosine"   # constant, cosine, step
+  config.schedule.warmup_epochs = 0.5
+  config.schedule.step_epochs = (6, 9)  # "step": multiply by step_factor at these epochs
+  config.schedule.step_factor = 0.1
+
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.num_epochs = 12
+  config.num_train_steps = -1       # -1: derived from num_epochs
+  config.eval_every_steps = 1875    # every 4 epochs at batch 128
+  config.checkpoint_every_steps = 1875
+  config.keep_checkpoints = 3
+  config.log_every_steps = 100
+  config.seed = 0
+  return config

@@ -1,0 +1,109 @@
+"""What a run leaves for people: progress lines, metric logs, curves and results.json."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import pathlib
+import time
+from typing import Mapping
+
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import tensorboardX  # noqa: E402
+
+METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
+CURVES_FILE = "curves.png"
+
+
+class MetricsWriter:
+  """Writes scalars as TensorBoard events (`DIR/tensorboard`) and as JSON lines (`DIR/metrics.jsonl`)."""
+
+  def __init__(self, workdir: pathlib.Path, start_step: int = 0):
+    # purge_step hides events a killed run wrote after its last checkpoint.
+    self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tensorboard"),
+                                                   purge_step=start_step or None)
+    self._jsonl = open(workdir / METRICS_FILE, "a")
+
+  def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
+    for name, value in scalars.items():
+      self._tensorboard.add_scalar(f"{split}/{name}", value, step)
+    self._jsonl.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    self._tensorboard.close()
+    self._jsonl.close()
+
+
+class Progress:
+  """Step, loss, images/s and ETA, measured between calls (compile time is reported apart)."""
+
+  def __init__(self, start_step: int, total_steps: int, batch_size: int):
+    self.total_steps, self.batch_size = total_steps, batch_size
+    self._step, self._time = start_step, time.perf_counter()
+    self._paused = 0.0
+    self.images_per_second = float("nan")
+
+  def pause(self, seconds: float) -> None:
+    """Excludes time spent elsewhere (evaluation) from the throughput."""
+    self._paused += seconds
+
+  def line(self, step: int, scalars: Mapping[str, float]) -> str:
+    now = time.perf_counter()
+    elapsed = now - self._time - self._paused
+    steps = step - self._step
+    self.images_per_second = steps * self.batch_size / elapsed if elapsed > 0 else float("nan")
+    eta = (self.total_steps - step) * elapsed / steps if steps else 0.0
+    self._step, self._time, self._paused = step, now, 0.0
+    values = " | ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+    return (f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | {values} | "
+            f"{self.images_per_second:,.0f} img/s | ETA {datetime.timedelta(seconds=round(eta))}")
+
+
+def read_metrics(workdir: pathlib.Path) -> dict[str, list[dict]]:
+  """Metric rows by split; where a resumed run repeated a step, its latest row wins."""
+  rows: dict[tuple[str, int], dict] = {}
+  path = workdir / METRICS_FILE
+  if path.exists():
+    for line in path.read_text().splitlines():
+      row = json.loads(line)
+      rows[(row["split"], row["step"])] = row
+  by_split: dict[str, list[dict]] = {}
+  for (split, _), row in sorted(rows.items(), key=lambda item: item[0][1]):
+    by_split.setdefault(split, []).append(row)
+  return by_split
+
+
+def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
+  """Loss and top-1 error against step, train and eval, as `DIR/curves.png`."""
+  metrics = read_metrics(workdir)
+  figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(11, 4))
+  for split, rows in metrics.items():
+    steps = [row["step"] for row in rows]
+    style = "-" if split == "train" else "o-"
+    loss_axis.plot(steps, [row["loss"] for row in rows], style, label=split)
+    error_axis.plot(steps, [row["top1_error"] for row in rows], style, label=split)
+  loss_axis.set(xlabel="step", ylabel="cross-entropy", title="loss")
+  error_axis.set(xlabel="step", ylabel="top-1 error (%)", title="top-1 error")
+  for axis in (loss_axis, error_axis):
+    axis.grid(alpha=0.3)
+    axis.legend()
+  figure.tight_layout()
+  path = workdir / CURVES_FILE
+  figure.savefig(path, dpi=100)
+  plt.close(figure)
+  return path
+
+
+def write_results(workdir: pathlib.Path, protocol: str, metrics: Mapping[str, float]) -> dict:
+  """Sets `protocol`'s entry of `DIR/results.json`, keeping the other protocols' entries."""
+  path = workdir / RESULTS_FILE
+  results = json.loads(path.read_text()) if path.exists() else {}
+  results[protocol] = dict(metrics)
+  temporary = path.with_suffix(".json.tmp")
+  temporary.write_text(json.dumps(results, indent=2) + "\n")
+  temporary.replace(path)
+  return results
