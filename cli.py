@@ -44,4 +44,18 @@ def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
       sys.exit(f"error: {error}")
     print(report(result), flush=True)
 
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's parsing, with a one-line error for an unknown or badly typed config field."""
+  try:
+    return FLAGS(argv)
+  except flags.Error as error:
+    sys.exit(f"error: {error}\nsee --helpfull for the flags")
+  except (AttributeError, KeyError, TypeError, ValueError) as error:
+    # ml_collections raises these while applying --config.FIELD=VALUE overrides.
+    detail = " ".join(str(error).replace("\\n", " ").replace("\\'", "'").split())
+    detail = detail.removeprefix("'").removesuffix("'")
+    overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
+    sys.exit(f"error: bad config override in {' '.join(overrides)}: {detail}")

@@ -77,19 +77,21 @@ def input_shape(config: ml_collections.ConfigDict, info) -> tuple[int, int, int]
 def check_input_shape(config: ml_collections.ConfigDict, info) -> None:
   """Traces the model (no compile) on the dataset's input shape; refuses impossible shapes."""
   shape = input_shape(config, info)
+  native = models.REGISTRY[config.model.name].input_size
   model = models.create_model(config.model, info.num_classes)
+  described = f"input {'×'.join(map(str, shape))}"
   try:
     _, intermediates = jax.eval_shape(
         lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, *shape)))[0])
-  except (TypeError, ValueError) as error:
-    raise ValueError(f"model {config.model.name!r} cannot take {shape} inputs: "
-                     f"{str(error).splitlines()[0]}") from error
-  for name, value in intermediates.items():
-    if 0 in value.shape:
-      raise ValueError(f"input {'×'.join(map(str, shape))} is too small for model "
-                       f"{config.model.name!r} (native {models.REGISTRY[config.model.name].input_size}"
-                       f"×{models.REGISTRY[config.model.name].input_size}): layer {name!r} "
-                       f"would output {value.shape[1:]}")
+    empty = [name for name, value in intermediates.items() if 0 in value.shape]
+  except (TypeError, ValueError, ZeroDivisionError) as error:
+    if min(shape[:2]) >= native:
+      raise ValueError(f"model {config.model.name!r} cannot take {described}: "
+                       f"{str(error).splitlines()[0]}") from error
+    empty = ["a layer"]
+  if empty:
+    raise ValueError(f"{described} is too small for model {config.model.name!r} "
+                     f"(native {native}×{native}): {empty[0]} would have an empty output")
 
 
 # ---------------------------------------------------------------------------------------------

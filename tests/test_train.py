@@ -1,0 +1,202 @@
+"""Training, evaluation, resume, results files and bad input, end to end on small and real data."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import checkpoints
+import eval as evaluation
+import input_pipeline
+import models
+import reporting
+import train
+from tests.conftest import TINY_TEST, make_config
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def test_short_run_on_real_fashion_mnist_learns(real_data_dir, tmp_path):
+  config = make_config(real_data_dir, num_train_steps=400, eval_every_steps=400,
+                       checkpoint_every_steps=400, log_every_steps=50)
+  metrics = train.train_and_evaluate(config, tmp_path)
+  assert metrics["num_examples"] == 10_000
+  assert metrics["top1_error"] < 20.0      # chance is 90 %
+  assert metrics["top5_error"] < 2.0       # chance is 50 %
+  train_rows = reporting.read_metrics(tmp_path)["train"]
+  assert len(train_rows) == 8
+  assert train_rows[-1]["loss"] < 0.5 * train_rows[0]["loss"]
+
+
+def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
+  config = make_config(real_data_dir)
+  data = input_pipeline.load_data(config.dataset)
+  model = models.create_model(config.model, 10)
+  state = train.create_train_state(config, model, (32, 32, 1), train.create_optimizer(config, 0.1))
+  evaluate = lambda batch_size: train.evaluate(
+      state, input_pipeline.eval_batches(data.eval_images, data.eval_labels, batch_size))
+  reference = evaluate(500)
+  assert reference["num_examples"] == 10_000
+  for batch_size in (10_000, 999, 4096, 12_345):
+    metrics = evaluate(batch_size)
+    assert metrics["num_examples"] == 10_000
+    assert metrics["top1_error"] == pytest.approx(reference["top1_error"], abs=1e-9)
+    assert metrics["top5_error"] == pytest.approx(reference["top5_error"], abs=1e-9)
+    assert metrics["loss"] == pytest.approx(reference["loss"], rel=1e-5)
+
+
+def test_topk_errors_on_hand_made_logits():
+  logits = np.array([[5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5],
+                     [9, 9, 9, 9, 9, 0]], np.float32)
+  labels = np.array([0, 0, 1, 5])
+  mask = np.array([1, 1, 1, 0], np.float32)
+  counts = jax.device_get(train.classification_counts(logits, labels, mask))
+  assert counts["top1_errors"] == 2      # rows 1 and 2 (row 3 is masked)
+  assert counts["top5_errors"] == 1      # row 1: class 0 ranks last
+  assert counts["count"] == 3
+  expected_loss = -sum(jax.nn.log_softmax(logits[i])[labels[i]] for i in range(3))
+  assert counts["loss"] == pytest.approx(float(expected_loss), rel=1e-6)
+
+
+def test_run_writes_results_curves_and_logs(tiny_config, tmp_path):
+  metrics = train.train_and_evaluate(tiny_config(), tmp_path)
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert set(results) == {"single"}
+  assert set(results["single"]) == {"top1_error", "top5_error", "loss", "num_examples", "step"}
+  assert results["single"]["num_examples"] == TINY_TEST and results["single"]["step"] == 40
+  assert results["single"]["top1_error"] == pytest.approx(metrics["top1_error"])
+  assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
+  rows = reporting.read_metrics(tmp_path)
+  assert [r["step"] for r in rows["train"]] == [10, 20, 30, 40]
+  assert [r["step"] for r in rows["eval"]] == [20, 40]
+  assert all(r["images_per_second"] > 0 for r in rows["train"])
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+
+
+def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
+    tiny_config, tmp_path, capsys, monkeypatch):
+  straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
+  save = checkpoints.save
+
+  def save_then_crash(manager, step, state):
+    save(manager, step, state)
+    if step == 40:
+      manager.wait_until_finished()
+      raise KeyboardInterrupt("killed after the checkpoint of step 40")
+
+  monkeypatch.setattr(checkpoints, "save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
+  monkeypatch.undo()
+  capsys.readouterr()
+  resumed = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
+  assert "resuming at step 40" in capsys.readouterr().out
+  assert resumed == straight  # same data order, same dropout keys: the same parameters
+  steps = [r["step"] for r in reporting.read_metrics(tmp_path / "resumed")["train"]]
+  assert steps == [10, 20, 30, 40, 50, 60]
+
+
+def test_eval_script_restores_the_newest_checkpoint(tiny_config, tmp_path):
+  trained = train.train_and_evaluate(tiny_config(), tmp_path)
+  metrics = evaluation.evaluate(tiny_config(), tmp_path)
+  assert metrics["step"] == 40
+  for key in ("top1_error", "top5_error", "num_examples"):
+    assert metrics[key] == trained[key]
+  assert metrics["loss"] == pytest.approx(trained["loss"], rel=1e-6)
+
+
+def test_eval_without_checkpoint_is_a_clear_error(tiny_config, tmp_path):
+  with pytest.raises(ValueError, match="no checkpoint in .*train first"):
+    evaluation.evaluate(tiny_config(), tmp_path)
+
+
+def test_learning_rate_schedules(tiny_config):
+  config = tiny_config(num_train_steps=-1, num_epochs=10, batch_size=64)  # 8 steps/epoch, 80 steps
+  config.schedule.warmup_epochs = 1
+  config.schedule.name = "step"
+  config.schedule.step_epochs = (4, 8)
+  lr = train.create_learning_rate_fn(config, 512)
+  assert [float(lr(s)) for s in (0, 4, 8, 31, 32, 63, 64, 79)] == pytest.approx(
+      [0.0, 0.025, 0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005])
+  config.schedule.name = "cosine"
+  lr = train.create_learning_rate_fn(config, 512)
+  assert float(lr(8)) == pytest.approx(0.05)
+  assert float(lr(44)) == pytest.approx(0.025)
+  assert float(lr(80)) == pytest.approx(0.0, abs=1e-9)
+
+
+BAD_CONFIGS = [
+    ({"model__name": "lenet6"}, "unknown model 'lenet6'; known: lenet5"),
+    ({"dataset__name": "fashoin_mnist"}, "unknown dataset 'fashoin_mnist'"),
+    ({"batch_size": 0}, "batch_size must be positive, got 0"),
+    ({"optimizer__learning_rate": -0.1}, "optimizer.learning_rate must be positive, got -0.1"),
+    ({"optimizer__learning_rate": 0.0}, "optimizer.learning_rate must be positive, got 0.0"),
+    ({"model__activation": "gelu"}, "unknown model.activation 'gelu'"),
+    ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
+    ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
+    ({"schedule__name": "plateau"}, "unknown schedule.name 'plateau'"),
+    ({"dataset__pad": 0}, "input 28×28×1 is too small for model 'lenet5'"),
+    ({"dataset__train_split": "training"}, "unknown split 'training'"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_CONFIGS)
+def test_bad_config_is_refused_before_anything_is_written(tiny_config, tmp_path, overrides, message):
+  with pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
+  assert not (tmp_path / "run").exists()
+
+
+def test_unprepared_dataset_is_refused(tiny_config, tmp_path):
+  config = tiny_config()
+  config.dataset.data_dir = str(tmp_path / "empty")
+  with pytest.raises(ValueError, match="not prepared in .*make data"):
+    train.train_and_evaluate(config, tmp_path / "run")
+
+
+def test_workdir_of_another_model_is_refused_and_kept(tiny_config, tmp_path):
+  train.train_and_evaluate(tiny_config(), tmp_path)
+  before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+  with pytest.raises(ValueError, match="model.form: 'modern' in the workdir, 'classic' now"):
+    train.train_and_evaluate(tiny_config(model__form="classic"), tmp_path)
+  assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+
+
+def run_script(*args, cwd=REPO):
+  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
+  result = run_script("train.py", "--config=configs/default.py", f"--workdir={tmp_path}",
+                      f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic",
+                      "--config.batch_size=32", "--config.num_train_steps=16",
+                      "--config.eval_every_steps=16", "--config.log_every_steps=8")
+  assert result.returncode == 0, result.stderr
+  assert "step 16/16" in result.stdout and "test top-1 error" in result.stdout
+  saved = json.loads((tmp_path / "config.json").read_text())
+  assert saved["model"]["form"] == "classic" and saved["batch_size"] == 32
+  result = run_script("eval.py", "--config=configs/default.py", f"--workdir={tmp_path}",
+                      f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic")
+  assert result.returncode == 0, result.stderr
+  assert f"step 16: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.model.nmae=lenet5", "nmae"),
+    ("--config.model.name=vgg17", "error: unknown model 'vgg17'; known: lenet5"),
+    ("--config.batch_size=-8", "error: batch_size must be positive, got -8"),
+])
+def test_command_line_errors_exit_nonzero_with_one_line(tiny_data_dir, tmp_path, flag, message):
+  result = run_script("train.py", "--config=configs/default.py", f"--workdir={tmp_path / 'run'}",
+                      f"--config.dataset.data_dir={tiny_data_dir}", flag)
+  assert result.returncode != 0
+  assert message in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "run").exists()
