@@ -39,7 +39,11 @@ $(PREPARED): | $(VENV)/.installed
 	fi
 	$(PY) -m input_pipeline.fashion_mnist --data_dir=$(DATA_DIR)
 
+# Figures are steadier under jemalloc (apt-get install libjemalloc2): the VM returns freed memory.
 bench: setup data
+	@if ldconfig -p | grep -q libjemalloc.so.2; then \
+	  export LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1; \
+	else echo "note: libjemalloc2 not installed; timings will be noisier"; fi; \
 	$(PY) benchmarks/train_loop.py
 
 clean-env:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any, Callable
 
@@ -22,13 +21,6 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["config", "workdir"])
 
 
-class _DropOpenCVAdvice(logging.Filter):
-  """TFDS recommends OpenCV on every image decode; convzoo decodes with PIL on purpose."""
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    return "OpenCV is not installed" not in record.getMessage()
-
-
 def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
   """Runs `job(config, workdir)` from the command line and prints `report(result)`."""
 
@@ -37,7 +29,6 @@ def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:
       absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
-    absl_logging.get_absl_logger().addFilter(_DropOpenCVAdvice())
     try:
       result = job(FLAGS.config, FLAGS.workdir)
     except USER_ERRORS as error:

@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
+from absl import logging as absl_logging
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 READ_CHUNK = 4096  # records per data_source read
+
+
+class _DropOpenCVAdvice(logging.Filter):
+  """TFDS recommends OpenCV at the first image decode; convzoo decodes with PIL on purpose."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return "OpenCV is not installed" not in record.getMessage()
+
+
+absl_logging.get_absl_logger().addFilter(_DropOpenCVAdvice())
 
 
 def default_data_dir() -> str:

@@ -30,7 +30,8 @@ class Normalizer:
     """uint8 [N, H, W, C] → float32 [N, H + 2·pad, W + 2·pad, C]."""
     if self.pad:
       images = np.pad(images, [(0, 0), (self.pad, self.pad), (self.pad, self.pad), (0, 0)])
-    return ((images / 255.0 - self.mean) / self.std).astype(np.float32)
+    scale = np.float32(1 / 255) / self.std.astype(np.float32)
+    return images.astype(np.float32) * scale - (self.mean / self.std).astype(np.float32)
 
 
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:

@@ -1,0 +1,113 @@
+"""Train-loop throughput against a bare jitted step, and the input pipeline's own speed.
+
+  make bench            (or: .venv/bin/python benchmarks/train_loop.py [--steps=N])
+
+Prints, measured in one run on this machine:
+  * loading:   reading the Fashion-MNIST splits from ArrayRecord into memory and normalising them;
+  * pipeline:  one epoch of shuffled training batches, host side only;
+  * bare step: the same jitted train step on one batch already on the device, nothing else;
+  * loop:      train.train_and_evaluate (input pipeline, metrics, logging, checkpoints), excluding
+               its first log interval (compile) and the final evaluation;
+and the ratio loop / bare step (bare measured before and after the loop, averaged).
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+import tempfile
+import time
+
+import jax
+from absl import app, flags
+from absl import logging as absl_logging
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+import input_pipeline  # noqa: E402
+import models  # noqa: E402
+import reporting  # noqa: E402
+import train  # noqa: E402
+from configs import default  # noqa: E402
+from input_pipeline import datasets  # noqa: E402
+
+flags.DEFINE_integer("steps", 2000, "training steps for the loop and the bare step")
+
+
+def time_loading(config) -> tuple[input_pipeline.Data, float]:
+  datasets.load_split.cache_clear()
+  start = time.perf_counter()
+  data = input_pipeline.load_data(config.dataset)
+  return data, time.perf_counter() - start
+
+
+def time_pipeline_epoch(config, data) -> float:
+  """Images/s of the host-side training batches over one epoch."""
+  steps = train.steps_per_epoch(config, len(data.train_labels))
+  batches = input_pipeline.train_batches(data.train_images, data.train_labels, config.batch_size,
+                                         config.seed)
+  start = time.perf_counter()
+  for _ in range(steps):
+    next(batches)
+  return steps * config.batch_size / (time.perf_counter() - start)
+
+
+def time_bare_step(config, data, steps: int) -> float:
+  """Images/s of the jitted train step alone, on one device-resident batch."""
+  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train_labels))
+  model = models.create_model(config.model, data.info.num_classes)
+  state = train.create_train_state(config, model, data.train_images.shape[1:],
+                                   train.create_optimizer(config, learning_rate_fn))
+  batch = jax.device_put(next(input_pipeline.train_batches(
+      data.train_images, data.train_labels, config.batch_size, config.seed)))
+  key = jax.random.key(0)
+  step = jax.jit(lambda s, b, k: train.train_step(s, b, k, learning_rate_fn), donate_argnums=0)
+  for _ in range(20):  # compile and warm up
+    state, _ = step(state, batch, key)
+  jax.block_until_ready(state)
+  start = time.perf_counter()
+  for _ in range(steps):
+    state, _ = step(state, batch, key)
+  jax.block_until_ready(state)
+  return steps * config.batch_size / (time.perf_counter() - start)
+
+
+def time_loop(config, steps: int) -> float:
+  """Images/s of the whole training loop, from its logged intervals after the first."""
+  config.num_train_steps = steps
+  config.eval_every_steps = steps
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 500
+  with tempfile.TemporaryDirectory() as workdir:
+    train.train_and_evaluate(config, workdir)
+    rows = reporting.read_metrics(pathlib.Path(workdir))["train"][1:]
+  previous = [100] + [r["step"] for r in rows[:-1]]
+  images = [(r["step"] - p) * config.batch_size for r, p in zip(rows, previous)]
+  seconds = sum(n / r["images_per_second"] for n, r in zip(images, rows))
+  return sum(images) / seconds
+
+
+def main(argv):
+  del argv
+  absl_logging.set_verbosity(absl_logging.WARNING)
+  steps = flags.FLAGS.steps
+  config = default.get_config()
+  data, load_seconds = time_loading(config)
+  pipeline = time_pipeline_epoch(config, data)
+  bare_before = time_bare_step(config, data, steps)
+  loop = time_loop(config, steps)
+  bare_after = time_bare_step(config, data, steps)
+  bare = (bare_before + bare_after) / 2
+  print(f"\n{config.model.name} on {config.dataset.name}, batch {config.batch_size}, "
+        f"{jax.device_count()} {jax.default_backend()} device(s), {steps} steps")
+  print(f"loading (ArrayRecord → memory, normalised): {load_seconds:.1f} s for "
+        f"{len(data.train_labels) + len(data.eval_labels)} images")
+  print(f"input pipeline, host only: {pipeline:,.0f} img/s "
+        f"({len(data.train_labels) / pipeline:.2f} s per epoch)")
+  print(f"bare jitted step: {bare:,.0f} img/s (before {bare_before:,.0f}, after {bare_after:,.0f})")
+  print(f"train loop:       {loop:,.0f} img/s")
+  print(f"loop / bare step: {loop / bare:.3f}")
+
+
+if __name__ == "__main__":
+  app.run(main)
