@@ -22,7 +22,7 @@ import train
 
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
   """Restores the newest checkpoint in `workdir`, evaluates it and records results.json."""
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
   info = train.check_config(config)
   if checkpoints.latest_step(workdir) is None:
     raise ValueError(f"no checkpoint in {workdir / 'checkpoints'}; train first with "

@@ -220,7 +220,7 @@ def evaluate_and_record(state: TrainState, data: input_pipeline.Data, config, wr
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Trains (resuming from `workdir` if it holds a checkpoint) and returns the final eval metrics."""
-  workdir = pathlib.Path(workdir)
+  workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
   info = check_config(config)
   checkpoints.check_workdir(config, workdir)
   workdir.mkdir(parents=True, exist_ok=True)

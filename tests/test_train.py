@@ -174,16 +174,20 @@ def run_script(*args, cwd=REPO):
 
 
 def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
-  result = run_script("train.py", "--config=configs/default.py", f"--workdir={tmp_path}",
+  # Run from another folder with a relative workdir, as a user would.
+  result = run_script(str(REPO / "train.py"), f"--config={REPO}/configs/default.py", "--workdir=run",
                       f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic",
                       "--config.batch_size=32", "--config.num_train_steps=16",
-                      "--config.eval_every_steps=16", "--config.log_every_steps=8")
+                      "--config.eval_every_steps=16", "--config.log_every_steps=8",
+                      "--config.checkpoint_every_steps=8", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert "step 16/16" in result.stdout and "test top-1 error" in result.stdout
-  saved = json.loads((tmp_path / "config.json").read_text())
+  assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["16", "8"]
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert saved["model"]["form"] == "classic" and saved["batch_size"] == 32
-  result = run_script("eval.py", "--config=configs/default.py", f"--workdir={tmp_path}",
-                      f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic")
+  result = run_script(str(REPO / "eval.py"), f"--config={REPO}/configs/default.py", "--workdir=run",
+                      f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic",
+                      cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert f"step 16: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
 
