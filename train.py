@@ -228,51 +228,59 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   data = input_pipeline.load_data(config.dataset)
   num_train = len(data.train_labels)
-  num_steps = total_steps(config, num_train)
   learning_rate_fn = create_learning_rate_fn(config, num_train)
   model = models.create_model(config.model, info.num_classes)
   state = create_train_state(config, model, data.train_images.shape[1:],
                              create_optimizer(config, learning_rate_fn))
-
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
-  restored = checkpoints.restore(manager, state)
-  if restored is not None:
-    state = restored
-  start_step = int(jax.device_get(state.step))
-  print(f"{config.model.name} on {info.name}: {num_train} training examples, "
-        f"{steps_per_epoch(config, num_train)} steps/epoch, {num_steps} steps"
-        + (f", resuming at step {start_step}" if start_step else ""), flush=True)
+  try:
+    restored = checkpoints.restore(manager, state)
+    state = state if restored is None else restored
+    start_step = int(jax.device_get(state.step))
+    print(f"{config.model.name} on {info.name}: {num_train} training examples, "
+          f"{steps_per_epoch(config, num_train)} steps/epoch, {total_steps(config, num_train)} steps"
+          + (f", resuming at step {start_step}" if start_step else ""), flush=True)
+    final_metrics = train_loop(config, state, data, workdir, manager, learning_rate_fn)
+  finally:
+    manager.wait_until_finished()  # a save in flight completes even when the loop fails
+    manager.close()
+  print(f"curves written to {reporting.plot_curves(workdir)}", flush=True)
+  return final_metrics
 
+
+def train_loop(config: ml_collections.ConfigDict, state: TrainState, data: input_pipeline.Data,
+               workdir: pathlib.Path, manager, learning_rate_fn: optax.Schedule) -> dict[str, Any]:
+  """Steps from the state's step to the last, logging, evaluating and checkpointing on schedule."""
+  start_step = int(jax.device_get(state.step))
+  num_steps = total_steps(config, len(data.train_labels))
   dropout_key = jax.random.fold_in(jax.random.key(config.seed), 1)
   jitted_train_step = jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn),
                               donate_argnums=0)
   jitted_eval_step = jax.jit(eval_step)
-  writer = reporting.MetricsWriter(workdir, start_step)
-  progress = reporting.Progress(start_step, num_steps, config.batch_size)
   batches = input_pipeline.train_batches(data.train_images, data.train_labels, config.batch_size,
                                          config.seed, start_step)
+  writer = reporting.MetricsWriter(workdir, start_step)
+  progress = reporting.Progress(start_step, num_steps, config.batch_size)
   pending: list[dict[str, jax.Array]] = []
   final_metrics = None
-  for step in range(start_step + 1, num_steps + 1):
-    state, metrics = jitted_train_step(state, next(batches), dropout_key)
-    pending.append(metrics)
-    if step % config.log_every_steps == 0 or step == num_steps:
-      log_train_metrics(pending, step, progress, writer)
-      pending = []
-    if step % config.eval_every_steps == 0 or step == num_steps:
-      jax.block_until_ready(state)  # the pending train steps count as training time
-      eval_start = time.perf_counter()
+  try:
+    for step in range(start_step + 1, num_steps + 1):
+      state, metrics = jitted_train_step(state, next(batches), dropout_key)
+      pending.append(metrics)
+      if step % config.log_every_steps == 0 or step == num_steps:
+        log_train_metrics(pending, step, progress, writer)
+        pending = []
+      if step % config.eval_every_steps == 0 or step == num_steps:
+        jax.block_until_ready(state)  # the pending train steps count as training time
+        eval_start = time.perf_counter()
+        final_metrics = evaluate_and_record(state, data, config, writer, workdir, jitted_eval_step)
+        progress.pause(time.perf_counter() - eval_start)
+      if step % config.checkpoint_every_steps == 0 or step == num_steps:
+        checkpoints.save(manager, step, state)
+    if final_metrics is None:  # nothing left to train: evaluate the restored state
       final_metrics = evaluate_and_record(state, data, config, writer, workdir, jitted_eval_step)
-      progress.pause(time.perf_counter() - eval_start)
-    if step % config.checkpoint_every_steps == 0 or step == num_steps:
-      checkpoints.save(manager, step, state)
-
-  manager.wait_until_finished()
-  manager.close()
-  if final_metrics is None:  # nothing left to train: evaluate the restored state
-    final_metrics = evaluate_and_record(state, data, config, writer, workdir, jitted_eval_step)
-  writer.close()
-  print(f"curves written to {reporting.plot_curves(workdir)}", flush=True)
+  finally:
+    writer.close()
   return final_metrics
 
 

@@ -8,6 +8,7 @@ import sys
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
 import checkpoints
@@ -100,6 +101,13 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
   assert resumed == straight  # same data order, same dropout keys: the same parameters
   steps = [r["step"] for r in reporting.read_metrics(tmp_path / "resumed")["train"]]
   assert steps == [10, 20, 30, 40, 50, 60]
+  # The uninterrupted run's step-40 checkpoint was written while later steps reused (donated)
+  # the state's buffers; it must hold exactly what the crashed run's waited-for save holds.
+  written_while_training = ocp.StandardCheckpointer().restore(
+      tmp_path / "straight" / "checkpoints" / "40" / "default")
+  written_then_crashed = ocp.StandardCheckpointer().restore(
+      tmp_path / "resumed" / "checkpoints" / "40" / "default")
+  jax.tree.map(np.testing.assert_array_equal, written_while_training, written_then_crashed)
 
 
 def test_eval_script_restores_the_newest_checkpoint(tiny_config, tmp_path):
