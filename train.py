@@ -12,7 +12,7 @@ import functools
 import math
 import pathlib
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,6 @@ import cli
 import input_pipeline
 import models
 import reporting
-from models.layers import ACTIVATIONS, INITIALIZERS, lookup
 
 SCHEDULES = ("constant", "cosine", "step")
 TRAIN_METRICS = ("loss", "top1_error", "learning_rate")  # in the order progress shows them
@@ -34,7 +33,7 @@ TOP_K = 5
 
 
 class TrainState(train_state.TrainState):
-  pass
+  batch_stats: Any  # batch-norm running statistics ({} for networks without batch norm)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,14 +56,15 @@ def check_config(config: ml_collections.ConfigDict) -> input_pipeline.datasets.D
     raise ValueError(f"optimizer.momentum must be in [0, 1), got {config.optimizer.momentum}")
   if config.schedule.name not in SCHEDULES:
     raise ValueError(f"unknown schedule.name {config.schedule.name!r}; known: {', '.join(SCHEDULES)}")
-  if config.model.get("activation"):
-    lookup(ACTIVATIONS, "model.activation", config.model.activation)
-  lookup(INITIALIZERS, "model.kernel_init", config.model.kernel_init)
   info = input_pipeline.check_dataset(config.dataset)
   if info.num_classes < TOP_K:
     raise ValueError(f"dataset {info.name!r} has {info.num_classes} classes; "
                      f"top-{TOP_K} error needs at least {TOP_K}")
-  check_input_shape(config, info)
+  model = models.create_model(config.model, info.num_classes)
+  try:
+    models.trace(model, input_shape(config, info), info.num_classes)
+  except ValueError as error:
+    raise ValueError(f"model {config.model.name!r}: {error}") from error
   return info
 
 
@@ -72,26 +72,6 @@ def input_shape(config: ml_collections.ConfigDict, info) -> tuple[int, int, int]
   height, width, channels = info.image_shape
   pad = config.dataset.pad
   return height + 2 * pad, width + 2 * pad, channels
-
-
-def check_input_shape(config: ml_collections.ConfigDict, info) -> None:
-  """Traces the model (no compile) on the dataset's input shape; refuses impossible shapes."""
-  shape = input_shape(config, info)
-  native = models.REGISTRY[config.model.name].input_size
-  model = models.create_model(config.model, info.num_classes)
-  described = f"input {'×'.join(map(str, shape))}"
-  try:
-    _, intermediates = jax.eval_shape(
-        lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, *shape)))[0])
-    empty = [name for name, value in intermediates.items() if 0 in value.shape]
-  except (TypeError, ValueError, ZeroDivisionError) as error:
-    if min(shape[:2]) >= native:
-      raise ValueError(f"model {config.model.name!r} cannot take {described}: "
-                       f"{str(error).splitlines()[0]}") from error
-    empty = ["a layer"]
-  if empty:
-    raise ValueError(f"{described} is too small for model {config.model.name!r} "
-                     f"(native {native}×{native}): {empty[0]} would have an empty output")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -137,7 +117,8 @@ def create_train_state(config: ml_collections.ConfigDict, model, image_shape: tu
                        tx: optax.GradientTransformation) -> TrainState:
   rng = jax.random.fold_in(jax.random.key(config.seed), 0)
   variables = jax.jit(model.init)(rng, jnp.zeros((1, *image_shape), jnp.float32))
-  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx)
+  return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                           batch_stats=variables.get("batch_stats", {}))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,17 +142,25 @@ def classification_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array)
 
 
 def train_step(state: TrainState, batch: dict[str, jax.Array], dropout_key: jax.Array,
-               learning_rate_fn: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
-  """One SGD step on a batch; the dropout key is folded with the step, so a resume replays it."""
+               learning_rate_fn: optax.Schedule,
+               aux_loss_weights: tuple[tuple[str, float], ...] = ()) -> tuple[TrainState, dict]:
+  """One SGD step on a batch; the dropout key is folded with the step, so a resume replays it.
+
+  Auxiliary classifiers (GoogLeNet) add their weighted losses to the objective.
+  """
   step_key = jax.random.fold_in(dropout_key, state.step)
 
   def loss_fn(params):
-    logits, _ = state.apply_fn({"params": params}, batch["image"], train=True,
-                               rngs={"dropout": step_key})
-    return cross_entropy_loss(logits, batch["label"]).mean(), logits
+    (logits, intermediates), updates = state.apply_fn(
+        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
+        rngs={"dropout": step_key}, mutable=["batch_stats"])
+    loss = cross_entropy_loss(logits, batch["label"]).mean()
+    for name, weight in aux_loss_weights:
+      loss += weight * cross_entropy_loss(intermediates[name], batch["label"]).mean()
+    return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_gradients(grads=grads)
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
   top1_error = 100.0 * jnp.mean(jnp.argmax(logits, -1) != batch["label"])
   metrics = {"loss": loss, "top1_error": top1_error,
              "learning_rate": learning_rate_fn(state.step)}
@@ -179,7 +168,8 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], dropout_key: jax.
 
 
 def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  logits, _ = state.apply_fn({"params": state.params}, batch["image"], train=False)
+  logits, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
+                             batch["image"], train=False)
   return classification_counts(logits, batch["label"], batch["mask"])
 
 
@@ -240,7 +230,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     print(f"{config.model.name} on {info.name}: {num_train} training examples, "
           f"{steps_per_epoch(config, num_train)} steps/epoch, {total_steps(config, num_train)} steps"
           + (f", resuming at step {start_step}" if start_step else ""), flush=True)
-    final_metrics = train_loop(config, state, data, workdir, manager, learning_rate_fn)
+    final_metrics = train_loop(config, state, data, workdir, manager,
+                               create_train_step(model, learning_rate_fn))
   finally:
     manager.wait_until_finished()  # a save in flight completes even when the loop fails
     manager.close()
@@ -248,14 +239,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return final_metrics
 
 
+def create_train_step(model: models.ConvNet, learning_rate_fn: optax.Schedule) -> Callable:
+  """The jitted train step for `model`; it consumes (donates) the state it is given."""
+  return jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn,
+                                   aux_loss_weights=tuple(model.aux_loss_weights().items())),
+                 donate_argnums=0)
+
+
 def train_loop(config: ml_collections.ConfigDict, state: TrainState, data: input_pipeline.Data,
-               workdir: pathlib.Path, manager, learning_rate_fn: optax.Schedule) -> dict[str, Any]:
+               workdir: pathlib.Path, manager, jitted_train_step: Callable) -> dict[str, Any]:
   """Steps from the state's step to the last, logging, evaluating and checkpointing on schedule."""
   start_step = int(jax.device_get(state.step))
   num_steps = total_steps(config, len(data.train_labels))
   dropout_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  jitted_train_step = jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn),
-                              donate_argnums=0)
   jitted_eval_step = jax.jit(eval_step)
   batches = input_pipeline.train_batches(data.train_images, data.train_labels, config.batch_size,
                                          config.seed, start_step)

@@ -61,7 +61,7 @@ def time_bare_step(config, data, steps: int) -> float:
   batch = jax.device_put(next(input_pipeline.train_batches(
       data.train_images, data.train_labels, config.batch_size, config.seed)))
   key = jax.random.key(0)
-  step = jax.jit(lambda s, b, k: train.train_step(s, b, k, learning_rate_fn), donate_argnums=0)
+  step = train.create_train_step(model, learning_rate_fn)
   for _ in range(20):  # compile and warm up
     state, _ = step(state, batch, key)
   jax.block_until_ready(state)

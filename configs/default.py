@@ -16,8 +16,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.name = "lenet5"
   config.model.form = "modern"      # "classic": tanh + average subsampling (1998)
-  config.model.activation = ""      # "" = the form's own; relu, tanh, sigmoid, leaky_relu, swish
+  config.model.activation = ""      # "" = the network's own; relu, tanh, sigmoid, leaky_relu, swish
   config.model.kernel_init = "he"   # he, glorot, gaussian, lecun_uniform
+  config.model.norm = "default"     # default (the paper's), lrn, batch, none
+  config.model.remove = ""          # layers to remove, e.g. "f6" or "fc7,conv4"
+  config.model.widths = ""          # widths to change, e.g. "f6=120" or "fc6=2048,fc7=2048"
   config.model.dtype = "float32"    # compute dtype: float32 or bfloat16
 
   config.dataset = ml_collections.ConfigDict()

@@ -2,11 +2,11 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 import models
-from models.lenet import LeNet5
 from configs import default
 
 # Output shapes of LeCun et al. 1998, Fig. 2 (batch dimension dropped).
@@ -17,6 +17,10 @@ LENET5_PARAMS = {"c1": (5 * 5 * 1 + 1) * 6, "c3": (5 * 5 * 6 + 1) * 16, "c5": (5
                  "f6": (120 + 1) * 84, "output": (84 + 1) * 10}
 
 
+def lenet5(**fields):
+  return models.create_model(ml_collections.ConfigDict({"name": "lenet5", **fields}), 10)
+
+
 def run(model, batch=2, seed=0):
   images = jax.random.normal(jax.random.key(seed), (batch, 32, 32, 1))
   variables = model.init(jax.random.key(1), images)
@@ -25,52 +29,54 @@ def run(model, batch=2, seed=0):
 
 @pytest.mark.parametrize("form", ["classic", "modern"])
 def test_lenet5_output_shape_at_every_stage(form):
-  _, logits, intermediates = run(LeNet5(form=form))
+  _, logits, intermediates = run(lenet5(form=form))
   assert logits.shape == (2, 10)
   assert {name: value.shape[1:] for name, value in intermediates.items()} == LENET5_SHAPES
 
 
 @pytest.mark.parametrize("form", ["classic", "modern"])
 def test_lenet5_parameter_count_per_layer(form):
-  variables, _, _ = run(LeNet5(form=form))
+  variables, _, _ = run(lenet5(form=form))
   counts = {name: sum(x.size for x in jax.tree.leaves(layer))
-            for name, layer in variables["params"]["layers"].items()}
+            for name, layer in variables["params"].items()}
   assert counts == LENET5_PARAMS
   assert sum(counts.values()) == 61_706
 
 
 def test_classic_form_squashes_after_average_subsampling():
-  _, _, classic = run(LeNet5(form="classic"))
-  _, _, modern = run(LeNet5(form="modern"))
+  _, _, classic = run(lenet5(form="classic"))
+  _, _, modern = run(lenet5(form="modern"))
   assert float(jnp.abs(classic["s2"]).max()) < 1.0     # tanh after the subsampling
   assert float(classic["s2"].min()) < 0.0
   assert float(modern["s2"].min()) >= 0.0               # ReLU then max pool
 
 
 def test_classic_subsampling_is_the_average_of_each_2x2_window():
-  variables, _, intermediates = run(LeNet5(form="classic"))
+  _, _, intermediates = run(lenet5(form="classic"))
   c1 = np.asarray(intermediates["c1"])
   windows = c1.reshape(2, 14, 2, 14, 2, 6).mean(axis=(2, 4))
   np.testing.assert_allclose(np.asarray(intermediates["s2"]), np.tanh(windows), rtol=1e-5, atol=1e-6)
 
 
 def test_modern_subsampling_is_the_max_of_each_2x2_window():
-  _, _, intermediates = run(LeNet5(form="modern"))
+  _, _, intermediates = run(lenet5(form="modern"))
   c1 = np.asarray(intermediates["c1"])
   np.testing.assert_array_equal(np.asarray(intermediates["s2"]),
                                 c1.reshape(2, 14, 2, 14, 2, 6).max(axis=(2, 4)))
 
 
 def test_activation_field_overrides_the_form():
-  _, _, intermediates = run(LeNet5(form="modern", activation="tanh"))
+  _, _, intermediates = run(lenet5(form="modern", activation="tanh"))
   assert float(intermediates["c1"].min()) < 0.0
 
 
 def test_unknown_form_and_activation_are_clear_errors():
   with pytest.raises(ValueError, match="unknown LeNet-5 form 'cnn'; known: classic, modern"):
-    run(LeNet5(form="cnn"))
-  with pytest.raises(ValueError, match="unknown activation 'gelu'; known: leaky_relu, relu"):
-    run(LeNet5(activation="gelu"))
+    lenet5(form="cnn")
+  with pytest.raises(ValueError, match="unknown model.activation 'gelu'; known: leaky_relu, relu"):
+    lenet5(activation="gelu")
+  with pytest.raises(ValueError, match="unknown model.kernel_init 'zeros'; known: gaussian"):
+    lenet5(kernel_init="zeros")
 
 
 def test_registry_builds_from_config_and_rejects_unknown_names():
@@ -79,7 +85,7 @@ def test_registry_builds_from_config_and_rejects_unknown_names():
   _, logits, _ = run(model)
   assert logits.shape == (2, 7)
   config.model.name = "lenet6"
-  with pytest.raises(ValueError, match="unknown model 'lenet6'; known: lenet5"):
+  with pytest.raises(ValueError, match="unknown model 'lenet6'; known: alexnet, alphago_policy"):
     models.create_model(config.model, num_classes=10)
 
 

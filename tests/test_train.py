@@ -140,7 +140,7 @@ def test_learning_rate_schedules(tiny_config):
 
 
 BAD_CONFIGS = [
-    ({"model__name": "lenet6"}, "unknown model 'lenet6'; known: lenet5"),
+    ({"model__name": "lenet6"}, "unknown model 'lenet6'; known: alexnet, .*, lenet5, "),
     ({"dataset__name": "fashoin_mnist"}, "unknown dataset 'fashoin_mnist'"),
     ({"batch_size": 0}, "batch_size must be positive, got 0"),
     ({"optimizer__learning_rate": -0.1}, "optimizer.learning_rate must be positive, got -0.1"),
@@ -149,7 +149,11 @@ BAD_CONFIGS = [
     ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
     ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
     ({"schedule__name": "plateau"}, "unknown schedule.name 'plateau'"),
-    ({"dataset__pad": 0}, "input 28×28×1 is too small for model 'lenet5'"),
+    ({"dataset__pad": 0}, "model 'lenet5': the network cannot take input 28×28×1"),
+    ({"model__remove": "f7"}, "cannot remove 'f7': no such layer; valid names: c1, s2, c3"),
+    ({"model__remove": "output"}, "cannot remove 'output': it produces the class scores"),
+    ({"model__widths": "f6=abc"}, "bad model.widths entry 'f6=abc'"),
+    ({"model__norm": "lrn"}, "model 'lenet5' has no LRN layers"),
     ({"dataset__train_split": "training"}, "unknown split 'training'"),
 ]
 
@@ -202,7 +206,7 @@ def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
 
 @pytest.mark.parametrize("flag,message", [
     ("--config.model.nmae=lenet5", "nmae"),
-    ("--config.model.name=vgg17", "error: unknown model 'vgg17'; known: lenet5"),
+    ("--config.model.name=vgg17", "error: unknown model 'vgg17'; known: alexnet"),
     ("--config.batch_size=-8", "error: batch_size must be positive, got -8"),
 ])
 def test_command_line_errors_exit_nonzero_with_one_line(tiny_data_dir, tmp_path, flag, message):

@@ -1,0 +1,49 @@
+"""ResNets and their plain counterparts (He et al. 2015): stage sizes and a block type."""
+
+from __future__ import annotations
+
+from models.layers import Conv, Dense, GlobalAvgPool, Pool, Residual
+
+IMAGENET_STAGES = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)  # 6n + 2
+SHORTCUTS = ("A", "B", "C")
+
+
+def stages(block: str, blocks_per_stage: tuple[int, ...], widths: tuple[int, ...], residual: bool,
+           shortcut: str) -> list:
+  """stage{i}_block{j} entries, grouped by stage; the first block of stages 2+ strides 2."""
+  if shortcut not in SHORTCUTS:
+    raise ValueError(f"unknown shortcut option {shortcut!r}; known: {', '.join(SHORTCUTS)}")
+  return [Residual(f"stage{i}_block{j}", block, width, 2 if i > 1 and j == 1 else 1, residual,
+                   shortcut, group=f"stage{i}")
+          for i, (count, width) in enumerate(zip(blocks_per_stage, widths), start=1)
+          for j in range(1, count + 1)]
+
+
+def resnet(num_classes: int, depth: int, residual: bool = True, shortcut: str = "B") -> tuple:
+  """224×224×3 → conv1 112 → pool1 56 → stages 56, 28, 14, 7 → average pool → classes."""
+  block, blocks = IMAGENET_STAGES[depth]
+  return (
+      Conv("conv1", 64, 7, 2, 3),
+      Pool("pool1", 3, 2, padding="SAME"),
+      *stages(block, blocks, (64, 128, 256, 512), residual, shortcut),
+      GlobalAvgPool("avgpool"),
+      Dense("fc", num_classes, activation=False),
+  )
+
+
+def cifar_resnet(num_classes: int, depth: int, residual: bool = True, shortcut: str = "A") -> tuple:
+  """32×32×3 → conv1 16 → stages of 16, 32, 64 channels at 32, 16, 8 → average pool → classes (§4.2)."""
+  n = (depth - 2) // 6
+  return (
+      Conv("conv1", 16, 3, 1, 1),
+      *stages("basic", (n, n, n), (16, 32, 64), residual, shortcut),
+      GlobalAvgPool("avgpool"),
+      Dense("fc", num_classes, activation=False),
+  )
