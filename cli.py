@@ -21,14 +21,19 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["config", "workdir"])
 
 
+def quiet_logs(level: int) -> None:
+  """Raises absl's log threshold to `level` unless --verbosity was given."""
+  if not FLAGS["verbosity"].present:
+    absl_logging.set_verbosity(level)
+
+
 def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
   """Runs `job(config, workdir)` from the command line and prints `report(result)`."""
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    if not FLAGS["verbosity"].present:
-      absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every save at INFO
+    quiet_logs(absl_logging.WARNING)  # orbax logs every save at INFO
     try:
       result = job(FLAGS.config, FLAGS.workdir)
     except USER_ERRORS as error:
@@ -43,10 +48,14 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return FLAGS(argv)
   except flags.Error as error:
-    sys.exit(f"error: {error}\nsee --helpfull for the flags")
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    # A config file that raised comes wrapped with its traceback: its last line says why.
+    message = lines[-1].strip() if "Traceback" in str(error) else str(error)
+    sys.exit(f"error: {message}\nsee --helpfull for the flags")
   except (AttributeError, KeyError, TypeError, ValueError) as error:
     # ml_collections raises these while applying --config.FIELD=VALUE overrides.
     detail = " ".join(str(error).replace("\\n", " ").replace("\\'", "'").split())
     detail = detail.removeprefix("'").removesuffix("'")
     overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
-    sys.exit(f"error: bad config override in {' '.join(overrides)}: {detail}")
+    where = f"bad config override in {' '.join(overrides)}: " if overrides else ""
+    sys.exit(f"error: {where}{detail}")

@@ -57,8 +57,9 @@ def open_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   if name not in tfds.list_builders(with_community_datasets=False):
     raise ValueError(f"unknown dataset {name!r}; use a TFDS dataset name such as fashion_mnist, "
                      "mnist, cifar10, imagenette, imagenet2012")
-  builder = tfds.builder(name, data_dir=data_dir)
-  if not builder.is_prepared():
+  prepared_here = any(pathlib.Path(data_dir, name).glob("**/dataset_info.json"))
+  builder = tfds.builder(name, data_dir=data_dir) if prepared_here else None
+  if builder is None or not builder.is_prepared():
     raise ValueError(f"dataset {name!r} is not prepared in {data_dir}; {how_to_prepare(name, data_dir)}")
   return builder
 

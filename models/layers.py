@@ -88,9 +88,10 @@ def pool(x: Array, kind: str, window: int, stride: int, padding: int | str = 0) 
 def local_response_norm(x: Array, k: float = 2.0, n: int = 5, alpha: float = 1e-4,
                         beta: float = 0.75) -> Array:
   """b_i = a_i / (k + α Σ_{j=i−n/2}^{i+n/2} a_j²)^β over channels (Krizhevsky et al. 2012 §3.3)."""
+  half = n // 2  # the sum runs from i − n/2 to i + n/2, clipped at the first and last channel
   squared = jnp.square(x.astype(jnp.float32))
-  padded = jnp.pad(squared, [(0, 0)] * (x.ndim - 1) + [(n // 2, (n - 1) // 2)])
-  window_sum = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (n,),
+  padded = jnp.pad(squared, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+  window_sum = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (2 * half + 1,),
                                      (1,) * x.ndim, "VALID")
   return (x / (k + alpha * window_sum) ** beta).astype(x.dtype)
 

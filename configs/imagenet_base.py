@@ -1,0 +1,40 @@
+"""Shared base of the ImageNet case-study recipes: ILSVRC-2012, SGD with momentum, step decay.
+
+Family configs (alexnet.py, vgg.py, googlenet.py, resnet.py, ...) change a few lines of this.
+Training needs imagenet2012 prepared in the TFDS data dir (ArrayRecord) and a pipeline that
+crops the images to `dataset.image_size`.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.model.name = "alexnet"  # each family config names its own
+  del config.model.form          # LeNet-5 only
+
+  config.dataset.name = "imagenet2012"
+  config.dataset.train_split = "train"
+  config.dataset.eval_split = "validation"
+  config.dataset.pad = 0
+  config.dataset.image_size = 224  # the crop the network sees
+
+  # Krizhevsky et al. 2012 §5; Simonyan & Zisserman 2014 §3.1.
+  config.optimizer.learning_rate = 0.01
+  config.optimizer.momentum = 0.9
+  config.optimizer.weight_decay = 5e-4
+
+  # The papers divide by 10 when validation accuracy plateaus; these configs divide at the
+  # epochs where that happened.
+  config.schedule.name = "step"
+  config.schedule.warmup_epochs = 0
+  config.schedule.step_factor = 0.1
+
+  config.batch_size = 256
+  config.eval_batch_size = 250
+  config.eval_every_steps = 5000
+  config.checkpoint_every_steps = 5000
+  config.log_every_steps = 100
+  return config

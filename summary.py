@@ -1,0 +1,178 @@
+"""Per-layer accounting of a network (spec §6): output shape, parameters, FLOPs, activation memory.
+
+  .venv/bin/python summary.py --model=alexnet [--format=table|json|csv] [--input_size=N]
+  .venv/bin/python summary.py --config=configs/alexnet.py [--config.model.remove=fc7,fc6]
+
+Everything comes from the model itself: shapes are traced (`jax.eval_shape`, nothing is
+computed), parameters are counted from its variables. FLOPs are multiply-adds for one image:
+C_out·H'·W'·C_in·K·K per convolution (C_in per group), C_in·C_out per fully connected layer,
+C_out·H'·W'·K·K per pooling; activations, LRN and batch norm are not counted. Activation memory
+is each layer's output at 4 bytes per element. Blocks (inception modules, residual blocks,
+auxiliary classifiers) are one row each, summing what is inside them.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import sys
+from typing import Any
+
+import jax
+import ml_collections
+from absl import app, flags
+from absl import logging as absl_logging
+from ml_collections import config_flags
+
+import cli
+import input_pipeline
+import models
+from models.layers import AuxHead, ConvNet, GlobalAvgPool, Inception, Pool
+
+BYTES_PER_ELEMENT = 4
+FORMATS = ("table", "json", "csv")
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "experiment config whose model to summarise",
+                                lock_config=True)
+flags.DEFINE_string("model", None, "registry name, summarised at its native input")
+flags.DEFINE_enum("format", "table", FORMATS, "table (text), json or csv")
+flags.DEFINE_integer("input_size", None, "square input size in pixels (default: native)")
+flags.DEFINE_integer("num_classes", None, "number of classes (default: the dataset's or native)")
+
+
+@dataclasses.dataclass
+class LayerRow:
+  name: str
+  output_shape: list[int]
+  params: int
+  flops: int
+  activation_bytes: int
+
+
+def kernel_flops(variables: Any, outputs: Any) -> dict[str, int]:
+  """Multiply-adds of every Conv and Dense kernel, by the table layer that holds it."""
+  flops: dict[str, int] = {}
+
+  def visit(params: Any, captured: Any, top: str) -> None:
+    for key, sub in params.items():
+      if key == "kernel":
+        output = captured["__call__"][0]
+        spatial = math.prod(output.shape[1:-1])  # H'·W' for a conv, 1 for a dense layer
+        flops[top] = flops.get(top, 0) + spatial * math.prod(sub.shape)
+      elif isinstance(sub, dict):
+        visit(sub, captured.get(key, {}), top)
+
+  for key, sub in variables["params"].items():
+    visit(sub, outputs.get(key, {}), key.removesuffix("_bn"))
+  return flops
+
+
+def pooling_flops(layer: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+  """C_out·H'·W'·K·K of a layer's pooling, including the pools inside blocks."""
+  if isinstance(layer, Pool):
+    return math.prod(out_shape) * layer.window ** 2
+  if isinstance(layer, GlobalAvgPool):
+    return math.prod(in_shape)
+  if isinstance(layer, Inception):  # the 3×3/1 max pool of the pool-projection branch
+    return math.prod(in_shape) * 9
+  if isinstance(layer, AuxHead):    # 5×5/3 average pool
+    height, width, channels = in_shape
+    return ((height - 5) // 3 + 1) * ((width - 5) // 3 + 1) * channels * 25
+  return 0
+
+
+def summarize(model: ConvNet, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+  """{"total_params", "total_flops", "layers": [row, ...]} for one image of `input_shape`."""
+  variables, intermediates = models.trace(model, input_shape, num_classes)
+  _, state = jax.eval_shape(lambda v: model.apply(v, jax.numpy.zeros((1, *input_shape)),
+                                                  capture_intermediates=True,
+                                                  mutable=["intermediates"]), variables)
+  flops = kernel_flops(variables, state["intermediates"])
+  params: dict[str, int] = {}
+  for key, sub in variables["params"].items():
+    top = key.removesuffix("_bn")
+    params[top] = params.get(top, 0) + sum(x.size for x in jax.tree.leaves(sub))
+  rows, in_shape = [], tuple(input_shape)
+  for layer in model.layers:
+    out_shape = tuple(intermediates[layer.name].shape[1:])
+    rows.append(LayerRow(layer.name, list(out_shape), params.get(layer.name, 0),
+                         flops.get(layer.name, 0) + pooling_flops(layer, in_shape, out_shape),
+                         math.prod(out_shape) * BYTES_PER_ELEMENT))
+    if not isinstance(layer, AuxHead):
+      in_shape = out_shape
+  return {"total_params": sum(r.params for r in rows), "total_flops": sum(r.flops for r in rows),
+          "layers": [dataclasses.asdict(r) for r in rows]}
+
+
+def format_table(summary: dict[str, Any], title: str) -> str:
+  header = f"{'layer':<18} {'output':>16} {'params':>13} {'FLOPs (MACs)':>16} {'activations':>12}"
+  lines = [title, header, "-" * len(header)]
+  for row in summary["layers"]:
+    shape = "×".join(map(str, row["output_shape"]))
+    lines.append(f"{row['name']:<18} {shape:>16} {row['params']:>13,} {row['flops']:>16,} "
+                 f"{row['activation_bytes'] / 1e6:>10.2f}MB")
+  total_bytes = sum(r["activation_bytes"] for r in summary["layers"])
+  lines += ["-" * len(header),
+            f"{'total':<18} {'':>16} {summary['total_params']:>13,} {summary['total_flops']:>16,} "
+            f"{total_bytes / 1e6:>10.2f}MB"]
+  return "\n".join(lines)
+
+
+def format_csv(summary: dict[str, Any]) -> str:
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(["name", "output_shape", "params", "flops", "activation_bytes"])
+  for row in summary["layers"]:
+    writer.writerow([row["name"], "x".join(map(str, row["output_shape"])), row["params"],
+                     row["flops"], row["activation_bytes"]])
+  return out.getvalue()
+
+
+def resolve_model(config: ml_collections.ConfigDict | None, name: str | None,
+                  input_size: int | None, num_classes: int | None):
+  """The model, its input shape and class count, from --config or --model (and overrides)."""
+  if (config is None) == (name is None):
+    raise ValueError("give exactly one of --config and --model")
+  model_config = config.model if config is not None else ml_collections.ConfigDict({"name": name})
+  entry = models.check_model_name(model_config.name)
+  shape, classes = models.native_input_shape(model_config.name), entry.num_classes
+  if config is not None:
+    try:  # what training on the config's dataset would see
+      info = input_pipeline.check_dataset(config.dataset)
+      pad = config.dataset.get("pad", 0)
+      shape = (info.image_shape[0] + 2 * pad, info.image_shape[1] + 2 * pad, info.image_shape[2])
+      classes = info.num_classes
+    except ValueError:  # dataset not prepared here: the crop the config asks for, or native
+      size = config.dataset.get("image_size", shape[0])
+      shape = (size, size, shape[2])
+  if input_size is not None:
+    shape = (input_size, input_size, shape[2])
+  classes = num_classes or classes
+  return models.create_model(model_config, classes), shape, classes
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  cli.quiet_logs(absl_logging.ERROR)  # TFDS warns about datasets not prepared here
+  try:
+    model, shape, classes = resolve_model(FLAGS.config, FLAGS.model, FLAGS.input_size,
+                                          FLAGS.num_classes)
+    summary = summarize(model, shape, classes)
+  except ValueError as error:
+    sys.exit(f"error: {error}")
+  name = FLAGS.config.model.name if FLAGS.config is not None else FLAGS.model
+  if FLAGS.format == "json":
+    print(json.dumps(summary))
+  elif FLAGS.format == "csv":
+    print(format_csv(summary), end="")
+  else:
+    print(format_table(summary, f"{name}: input {'×'.join(map(str, shape))}, {classes} classes"))
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
