@@ -1,6 +1,6 @@
 """CIFAR-10 ResNets and plain nets (He et al. 2015 §4.2): `configs/cifar_resnet.py:56`, `:plain20`.
 
-Run (needs cifar10 prepared in the TFDS data dir):
+Run: (needs cifar10 prepared in the TFDS data dir)
   .venv/bin/python train.py --config=configs/cifar_resnet.py:20 --workdir=workdirs/cifar_resnet20
 Published test error: ResNet-20 8.75, -32 7.51, -44 7.17, -56 6.97, -110 6.43 %; the plain nets
   get worse with depth (plain-56 above plain-20), the degradation problem.
@@ -13,12 +13,7 @@ from models import resnet
 
 
 def get_config(depth: str = "20") -> ml_collections.ConfigDict:
-  plain = depth.startswith("plain")
-  number = int(depth.removeprefix("plain")) if depth.removeprefix("plain").isdigit() else None
-  if number not in resnet.CIFAR_DEPTHS:
-    raise ValueError(f"unknown CIFAR ResNet {depth!r}; known: "
-                     + ", ".join([str(d) for d in resnet.CIFAR_DEPTHS]
-                                 + [f"plain{d}" for d in resnet.CIFAR_DEPTHS]))
+  plain, number = resnet.parse_depth(depth, tuple(resnet.CIFAR_DEPTHS), "CIFAR ResNet")
   config = default.get_config()
   del config.model.form
   config.model.name = f"cifar_{'plain' if plain else 'resnet'}{number}"

@@ -3,8 +3,8 @@
 Run:
   .venv/bin/python train.py --config=configs/resnet.py:34 --workdir=workdirs/resnet34
   .venv/bin/python train.py --config=configs/resnet.py:plain34 --workdir=workdirs/plain34
-Variants: --config.model.shortcut=A|B|C (zero-padded identity, projection where the shape
-  changes, projection everywhere).
+Variants: --config.model.shortcut=A|B|C|none (zero-padded identity, projection where the
+  shape changes, projection everywhere, no shortcut: the plain net).
 Published top-1 error (10-crop, val): plain-18 27.94, ResNet-18 27.88, plain-34 28.54,
   ResNet-34 25.03 (B), ResNet-50 22.85, ResNet-101 21.75, ResNet-152 21.43; top-5 for
   ResNet-152 5.71 (single model), 3.57 % the ILSVRC-2015 ensemble.
@@ -17,12 +17,7 @@ from models import resnet
 
 
 def get_config(depth: str = "50") -> ml_collections.ConfigDict:
-  plain = depth.startswith("plain")
-  number = int(depth.removeprefix("plain")) if depth.removeprefix("plain").isdigit() else None
-  if number not in resnet.IMAGENET_STAGES:
-    raise ValueError(f"unknown ResNet {depth!r}; known: "
-                     + ", ".join([str(d) for d in resnet.IMAGENET_STAGES]
-                                 + [f"plain{d}" for d in resnet.IMAGENET_STAGES]))
+  plain, number = resnet.parse_depth(depth, tuple(resnet.IMAGENET_STAGES), "ResNet")
   config = imagenet_base.get_config()
   config.model.name = f"{'plain' if plain else 'resnet'}{number}"
   config.model.shortcut = "B"    # §3.3: projections only where dimensions change

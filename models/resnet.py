@@ -12,7 +12,17 @@ IMAGENET_STAGES = {
     152: ("bottleneck", (3, 8, 36, 3)),
 }
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)  # 6n + 2
-SHORTCUTS = ("A", "B", "C")
+SHORTCUTS = ("A", "B", "C", "none")  # "none": the plain counterpart
+
+
+def parse_depth(argument: str, depths: tuple[int, ...], family: str) -> tuple[bool, int]:
+  """"50" → (False, 50), "plain34" → (True, 34): a config argument naming a depth."""
+  plain = argument.startswith("plain")
+  digits = argument.removeprefix("plain")
+  if not digits.isdigit() or int(digits) not in depths:
+    known = [str(d) for d in depths] + [f"plain{d}" for d in depths]
+    raise ValueError(f"unknown {family} {argument!r}; known: {', '.join(known)}")
+  return plain, int(digits)
 
 
 def stages(block: str, blocks_per_stage: tuple[int, ...], widths: tuple[int, ...], residual: bool,
@@ -20,6 +30,7 @@ def stages(block: str, blocks_per_stage: tuple[int, ...], widths: tuple[int, ...
   """stage{i}_block{j} entries, grouped by stage; the first block of stages 2+ strides 2."""
   if shortcut not in SHORTCUTS:
     raise ValueError(f"unknown shortcut option {shortcut!r}; known: {', '.join(SHORTCUTS)}")
+  residual = residual and shortcut != "none"
   return [Residual(f"stage{i}_block{j}", block, width, 2 if i > 1 and j == 1 else 1, residual,
                    shortcut, group=f"stage{i}")
           for i, (count, width) in enumerate(zip(blocks_per_stage, widths), start=1)

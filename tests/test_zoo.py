@@ -173,6 +173,7 @@ def test_plain_and_residual_nets_have_equal_parameters_with_identity_shortcuts(r
   assert total(residual, shortcut="A") == total(plain, shortcut="A")
   assert total(residual, shortcut="B") > total(plain)  # the projections
   assert total(residual, shortcut="C") > total(residual, shortcut="B")
+  assert params(residual, shortcut="none") == params(plain)
 
 
 def test_batch_norm_follows_every_resnet_conv():
