@@ -80,21 +80,26 @@ def test_run_writes_results_curves_and_logs(tiny_config, tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
 
 
-def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
-    tiny_config, tmp_path, capsys, monkeypatch):
-  straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
+def crash_after_checkpoint(monkeypatch, crash_step, config, workdir):
+  """Runs `config` in `workdir` until its checkpoint of `crash_step` is on disk, then fails."""
   save = checkpoints.save
 
   def save_then_crash(manager, step, state):
     save(manager, step, state)
-    if step == 40:
+    if step == crash_step:
       manager.wait_until_finished()
-      raise KeyboardInterrupt("killed after the checkpoint of step 40")
+      raise KeyboardInterrupt(f"killed after the checkpoint of step {crash_step}")
 
   monkeypatch.setattr(checkpoints, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
+    train.train_and_evaluate(config, workdir)
   monkeypatch.undo()
+
+
+def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
+    tiny_config, tmp_path, capsys, monkeypatch):
+  straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
+  crash_after_checkpoint(monkeypatch, 40, tiny_config(num_train_steps=60), tmp_path / "resumed")
   capsys.readouterr()
   resumed = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
   assert "resuming at step 40" in capsys.readouterr().out
@@ -216,3 +221,15 @@ def test_command_line_errors_exit_nonzero_with_one_line(tiny_data_dir, tmp_path,
   assert message in result.stderr
   assert "Traceback" not in result.stderr
   assert not (tmp_path / "run").exists()
+
+
+def test_batch_norm_network_trains_evaluates_and_resumes(tiny_config, tmp_path, monkeypatch):
+  config = lambda: tiny_config(model__name="cifar_resnet20", num_train_steps=30,
+                               eval_every_steps=10, checkpoint_every_steps=10)
+  straight = train.train_and_evaluate(config(), tmp_path / "straight")
+  crash_after_checkpoint(monkeypatch, 20, config(), tmp_path / "resumed")
+  assert train.train_and_evaluate(config(), tmp_path / "resumed") == straight
+  restored = ocp.StandardCheckpointer().restore(tmp_path / "straight" / "checkpoints" / "30" / "default")
+  stats = restored["batch_stats"]["conv1_bn"]
+  assert float(np.abs(stats["mean"]).max()) > 0  # running statistics were updated and saved
+  assert evaluation.evaluate(config(), tmp_path / "straight")["top1_error"] == straight["top1_error"]
