@@ -8,6 +8,7 @@ Prints top-1 and top-5 error and writes them into DIR/results.json.
 from __future__ import annotations
 
 import pathlib
+from typing import Any
 
 import jax
 import ml_collections
@@ -20,33 +21,36 @@ import reporting
 import train
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, float]:
-  """Restores the newest checkpoint in `workdir`, evaluates it and records results.json."""
+def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
+  """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
   workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
   info = train.check_config(config)
   if checkpoints.latest_step(workdir) is None:
     raise ValueError(f"no checkpoint in {workdir / 'checkpoints'}; train first with "
                      f"`train.py --workdir={workdir}`")
   checkpoints.check_workdir(config, workdir)
-  data = input_pipeline.load_data(config.dataset)
+  data = input_pipeline.load_data(config)
   model = models.create_model(config.model, info.num_classes)
-  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train_labels))
-  state = train.create_train_state(config, model, data.train_images.shape[1:],
+  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train))
+  state = train.create_train_state(config, model, input_pipeline.input_shape(config, info),
                                    train.create_optimizer(config, learning_rate_fn))
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
   state = checkpoints.restore(manager, state)
   manager.close()
   step = int(jax.device_get(state.step))
-  batches = input_pipeline.eval_batches(data.eval_images, data.eval_labels, config.eval_batch_size)
-  metrics = train.evaluate(state, batches)
-  reporting.write_results(workdir, "single", {**metrics, "step": step})
-  return {**metrics, "step": step}
+  results = {}
+  for protocol, jitted_eval_step in train.create_eval_steps(config, data.stats).items():
+    batches = input_pipeline.eval_batches(data.eval, config.eval_batch_size)
+    results[protocol] = {**train.evaluate(state, batches, jitted_eval_step), "step": step}
+    reporting.write_results(workdir, protocol, results[protocol])
+  return results
 
 
-def report(metrics: dict[str, float]) -> str:
-  return (f"step {metrics['step']}: top-1 error {metrics['top1_error']:.2f}% | top-5 error "
-          f"{metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} "
-          f"({metrics['num_examples']} examples, single crop)")
+def report(results: dict[str, dict[str, Any]]) -> str:
+  return "\n".join(
+      f"step {m['step']}, {protocol}: top-1 error {m['top1_error']:.2f}% | top-5 error "
+      f"{m['top5_error']:.2f}% | loss {m['loss']:.4f} ({m['num_examples']} examples)"
+      for protocol, m in results.items())
 
 
 if __name__ == "__main__":

@@ -142,12 +142,10 @@ def resolve_model(config: ml_collections.ConfigDict | None, name: str | None,
   shape, classes = models.native_input_shape(model_config.name), entry.num_classes
   if config is not None:
     try:  # what training on the config's dataset would see
-      info = input_pipeline.check_dataset(config.dataset)
-      pad = config.dataset.get("pad", 0)
-      shape = (info.image_shape[0] + 2 * pad, info.image_shape[1] + 2 * pad, info.image_shape[2])
-      classes = info.num_classes
+      info = input_pipeline.check_dataset(config)
+      shape, classes = input_pipeline.input_shape(config, info), info.num_classes
     except ValueError:  # dataset not prepared here: the crop the config asks for, or native
-      size = config.dataset.get("image_size", shape[0])
+      size = config.dataset.image_size or shape[0]
       shape = (size, size, shape[2])
   if input_size is not None:
     shape = (input_size, input_size, shape[2])

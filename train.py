@@ -24,6 +24,7 @@ from flax.training import train_state
 import checkpoints
 import cli
 import input_pipeline
+from input_pipeline import augment
 import models
 import reporting
 
@@ -56,22 +57,16 @@ def check_config(config: ml_collections.ConfigDict) -> input_pipeline.datasets.D
     raise ValueError(f"optimizer.momentum must be in [0, 1), got {config.optimizer.momentum}")
   if config.schedule.name not in SCHEDULES:
     raise ValueError(f"unknown schedule.name {config.schedule.name!r}; known: {', '.join(SCHEDULES)}")
-  info = input_pipeline.check_dataset(config.dataset)
+  info = input_pipeline.check_dataset(config)
   if info.num_classes < TOP_K:
     raise ValueError(f"dataset {info.name!r} has {info.num_classes} classes; "
                      f"top-{TOP_K} error needs at least {TOP_K}")
   model = models.create_model(config.model, info.num_classes)
   try:
-    models.trace(model, input_shape(config, info), info.num_classes)
+    models.trace(model, input_pipeline.input_shape(config, info), info.num_classes)
   except ValueError as error:
     raise ValueError(f"model {config.model.name!r}: {error}") from error
   return info
-
-
-def input_shape(config: ml_collections.ConfigDict, info) -> tuple[int, int, int]:
-  height, width, channels = info.image_shape
-  pad = config.dataset.pad
-  return height + 2 * pad, width + 2 * pad, channels
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,19 +136,21 @@ def classification_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array)
   }
 
 
-def train_step(state: TrainState, batch: dict[str, jax.Array], dropout_key: jax.Array,
-               learning_rate_fn: optax.Schedule,
+def train_step(state: TrainState, batch: dict[str, jax.Array], rng: jax.Array,
+               learning_rate_fn: optax.Schedule, preprocess: Callable,
                aux_loss_weights: tuple[tuple[str, float], ...] = ()) -> tuple[TrainState, dict]:
-  """One SGD step on a batch; the dropout key is folded with the step, so a resume replays it.
+  """One SGD step on a uint8 batch, augmented on the device by `preprocess(images, key)`.
 
-  Auxiliary classifiers (GoogLeNet) add their weighted losses to the objective.
+  The keys for augmentation and dropout are folded from `rng` with the step, so a resumed run
+  replays them exactly. Auxiliary classifiers (GoogLeNet) add their weighted losses.
   """
-  step_key = jax.random.fold_in(dropout_key, state.step)
+  augment_key, dropout_key = jax.random.split(jax.random.fold_in(rng, state.step))
+  images = preprocess(batch["image"], augment_key)
 
   def loss_fn(params):
     (logits, intermediates), updates = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, batch["image"], train=True,
-        rngs={"dropout": step_key}, mutable=["batch_stats"])
+        {"params": params, "batch_stats": state.batch_stats}, images, train=True,
+        rngs={"dropout": dropout_key}, mutable=["batch_stats"])
     loss = cross_entropy_loss(logits, batch["label"]).mean()
     for name, weight in aux_loss_weights:
       loss += weight * cross_entropy_loss(intermediates[name], batch["label"]).mean()
@@ -167,19 +164,25 @@ def train_step(state: TrainState, batch: dict[str, jax.Array], dropout_key: jax.
   return new_state, metrics
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-  logits, _ = state.apply_fn({"params": state.params, "batch_stats": state.batch_stats},
-                             batch["image"], train=False)
-  return classification_counts(logits, batch["label"], batch["mask"])
+def eval_step(state: TrainState, batch: dict[str, jax.Array],
+              preprocess: Callable) -> dict[str, jax.Array]:
+  """Counts over a batch; with several crops per image, their softmax outputs are averaged."""
+  crops = preprocess(batch["image"])  # [crops, B, H, W, C]
+  apply = lambda images: state.apply_fn(
+      {"params": state.params, "batch_stats": state.batch_stats}, images, train=False)[0]
+  logits = jax.lax.map(apply, crops)
+  if crops.shape[0] == 1:
+    return classification_counts(logits[0], batch["label"], batch["mask"])
+  mean_probabilities = jnp.mean(jax.nn.softmax(logits), axis=0)
+  return classification_counts(jnp.log(mean_probabilities), batch["label"], batch["mask"])
 
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation over a whole split.
 
 def evaluate(state: TrainState, batches: Iterator[dict[str, np.ndarray]],
-             jitted_eval_step=None) -> dict[str, float]:
+             jitted_eval_step: Callable) -> dict[str, float]:
   """Top-1/top-5 error (%), mean loss and example count over every batch, each example once."""
-  jitted_eval_step = jitted_eval_step or jax.jit(eval_step)
   totals = None
   for batch in batches:
     counts = jitted_eval_step(state, batch)
@@ -192,17 +195,33 @@ def evaluate(state: TrainState, batches: Iterator[dict[str, np.ndarray]],
           "num_examples": int(round(count))}
 
 
+def eval_protocols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return ("single", "ten_crop") if config.eval.ten_crop else ("single",)
+
+
+def create_eval_steps(config: ml_collections.ConfigDict,
+                      stats: input_pipeline.ColorStats) -> dict[str, Callable]:
+  """A jitted eval step per protocol the config asks for."""
+  return {protocol: jax.jit(functools.partial(
+              eval_step, preprocess=augment.make_eval_preprocess(config, stats, protocol)))
+          for protocol in eval_protocols(config)}
+
+
 def evaluate_and_record(state: TrainState, data: input_pipeline.Data, config, writer,
-                        workdir: pathlib.Path, jitted_eval_step) -> dict[str, float]:
+                        workdir: pathlib.Path, eval_steps: dict[str, Callable]) -> dict[str, float]:
+  """Evaluates every protocol, logs and records each; returns the single-crop metrics."""
   step = int(jax.device_get(state.step))
-  batches = input_pipeline.eval_batches(data.eval_images, data.eval_labels, config.eval_batch_size)
-  metrics = evaluate(state, batches, jitted_eval_step)
-  writer.write(step, "eval", {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
-  reporting.write_results(workdir, "single", {**metrics, "step": step})
-  print(f"eval at step {step}: top-1 error {metrics['top1_error']:.2f}% | top-5 error "
-        f"{metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
-        f"{metrics['num_examples']} examples", flush=True)
-  return metrics
+  results = {}
+  for protocol, jitted_eval_step in eval_steps.items():
+    batches = input_pipeline.eval_batches(data.eval, config.eval_batch_size)
+    metrics = results[protocol] = evaluate(state, batches, jitted_eval_step)
+    split = "eval" if protocol == "single" else f"eval_{protocol}"
+    writer.write(step, split, {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
+    reporting.write_results(workdir, protocol, {**metrics, "step": step})
+    print(f"eval ({protocol}) at step {step}: top-1 error {metrics['top1_error']:.2f}% | "
+          f"top-5 error {metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
+          f"{metrics['num_examples']} examples", flush=True)
+  return {**results["single"], "protocols": results}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,11 +235,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir.mkdir(parents=True, exist_ok=True)
   checkpoints.write_config(config, workdir)
 
-  data = input_pipeline.load_data(config.dataset)
-  num_train = len(data.train_labels)
+  data = input_pipeline.load_data(config)
+  num_train = len(data.train)
   learning_rate_fn = create_learning_rate_fn(config, num_train)
   model = models.create_model(config.model, info.num_classes)
-  state = create_train_state(config, model, data.train_images.shape[1:],
+  state = create_train_state(config, model, input_pipeline.input_shape(config, info),
                              create_optimizer(config, learning_rate_fn))
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
   try:
@@ -231,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
           f"{steps_per_epoch(config, num_train)} steps/epoch, {total_steps(config, num_train)} steps"
           + (f", resuming at step {start_step}" if start_step else ""), flush=True)
     final_metrics = train_loop(config, state, data, workdir, manager,
-                               create_train_step(model, learning_rate_fn))
+                               create_train_step(config, model, learning_rate_fn, data.stats))
   finally:
     manager.wait_until_finished()  # a save in flight completes even when the loop fails
     manager.close()
@@ -239,9 +258,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return final_metrics
 
 
-def create_train_step(model: models.ConvNet, learning_rate_fn: optax.Schedule) -> Callable:
+def create_train_step(config: ml_collections.ConfigDict, model: models.ConvNet,
+                      learning_rate_fn: optax.Schedule, stats: input_pipeline.ColorStats) -> Callable:
   """The jitted train step for `model`; it consumes (donates) the state it is given."""
   return jax.jit(functools.partial(train_step, learning_rate_fn=learning_rate_fn,
+                                   preprocess=augment.make_train_preprocess(config, stats),
                                    aux_loss_weights=tuple(model.aux_loss_weights().items())),
                  donate_argnums=0)
 
@@ -250,18 +271,17 @@ def train_loop(config: ml_collections.ConfigDict, state: TrainState, data: input
                workdir: pathlib.Path, manager, jitted_train_step: Callable) -> dict[str, Any]:
   """Steps from the state's step to the last, logging, evaluating and checkpointing on schedule."""
   start_step = int(jax.device_get(state.step))
-  num_steps = total_steps(config, len(data.train_labels))
-  dropout_key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  jitted_eval_step = jax.jit(eval_step)
-  batches = input_pipeline.train_batches(data.train_images, data.train_labels, config.batch_size,
-                                         config.seed, start_step)
+  num_steps = total_steps(config, len(data.train))
+  step_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+  eval_steps = create_eval_steps(config, data.stats)
+  batches = input_pipeline.train_batches(data.train, config.batch_size, config.seed, start_step)
   writer = reporting.MetricsWriter(workdir, start_step)
   progress = reporting.Progress(start_step, num_steps, config.batch_size)
   pending: list[dict[str, jax.Array]] = []
   final_metrics = None
   try:
     for step in range(start_step + 1, num_steps + 1):
-      state, metrics = jitted_train_step(state, next(batches), dropout_key)
+      state, metrics = jitted_train_step(state, next(batches), step_rng)
       pending.append(metrics)
       if step % config.log_every_steps == 0 or step == num_steps:
         log_train_metrics(pending, step, progress, writer)
@@ -269,12 +289,12 @@ def train_loop(config: ml_collections.ConfigDict, state: TrainState, data: input
       if step % config.eval_every_steps == 0 or step == num_steps:
         jax.block_until_ready(state)  # the pending train steps count as training time
         eval_start = time.perf_counter()
-        final_metrics = evaluate_and_record(state, data, config, writer, workdir, jitted_eval_step)
+        final_metrics = evaluate_and_record(state, data, config, writer, workdir, eval_steps)
         progress.pause(time.perf_counter() - eval_start)
       if step % config.checkpoint_every_steps == 0 or step == num_steps:
         checkpoints.save(manager, step, state)
     if final_metrics is None:  # nothing left to train: evaluate the restored state
-      final_metrics = evaluate_and_record(state, data, config, writer, workdir, jitted_eval_step)
+      final_metrics = evaluate_and_record(state, data, config, writer, workdir, eval_steps)
   finally:
     writer.close()
   return final_metrics

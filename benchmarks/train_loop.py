@@ -29,23 +29,20 @@ import models  # noqa: E402
 import reporting  # noqa: E402
 import train  # noqa: E402
 from configs import default  # noqa: E402
-from input_pipeline import datasets  # noqa: E402
 
 flags.DEFINE_integer("steps", 2000, "training steps for the loop and the bare step")
 
 
 def time_loading(config) -> tuple[input_pipeline.Data, float]:
-  datasets.load_split.cache_clear()
   start = time.perf_counter()
-  data = input_pipeline.load_data(config.dataset)
+  data = input_pipeline.load_data(config)
   return data, time.perf_counter() - start
 
 
 def time_pipeline_epoch(config, data) -> float:
   """Images/s of the host-side training batches over one epoch."""
-  steps = train.steps_per_epoch(config, len(data.train_labels))
-  batches = input_pipeline.train_batches(data.train_images, data.train_labels, config.batch_size,
-                                         config.seed)
+  steps = train.steps_per_epoch(config, len(data.train))
+  batches = input_pipeline.train_batches(data.train, config.batch_size, config.seed)
   start = time.perf_counter()
   for _ in range(steps):
     next(batches)
@@ -54,14 +51,14 @@ def time_pipeline_epoch(config, data) -> float:
 
 def time_bare_step(config, data, steps: int) -> float:
   """Images/s of the jitted train step alone, on one device-resident batch."""
-  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train_labels))
+  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train))
   model = models.create_model(config.model, data.info.num_classes)
-  state = train.create_train_state(config, model, data.train_images.shape[1:],
+  state = train.create_train_state(config, model, input_pipeline.input_shape(config, data.info),
                                    train.create_optimizer(config, learning_rate_fn))
-  batch = jax.device_put(next(input_pipeline.train_batches(
-      data.train_images, data.train_labels, config.batch_size, config.seed)))
+  batch = jax.device_put(next(input_pipeline.train_batches(data.train, config.batch_size,
+                                                           config.seed)))
   key = jax.random.key(0)
-  step = train.create_train_step(model, learning_rate_fn)
+  step = train.create_train_step(config, model, learning_rate_fn, data.stats)
   for _ in range(20):  # compile and warm up
     state, _ = step(state, batch, key)
   jax.block_until_ready(state)
@@ -100,10 +97,10 @@ def main(argv):
   bare = (bare_before + bare_after) / 2
   print(f"\n{config.model.name} on {config.dataset.name}, batch {config.batch_size}, "
         f"{jax.device_count()} {jax.default_backend()} device(s), {steps} steps")
-  print(f"loading (ArrayRecord → memory, normalised): {load_seconds:.1f} s for "
-        f"{len(data.train_labels) + len(data.eval_labels)} images")
+  print(f"loading (ArrayRecord → memory, with colour statistics): {load_seconds:.1f} s for "
+        f"{len(data.train) + len(data.eval)} images")
   print(f"input pipeline, host only: {pipeline:,.0f} img/s "
-        f"({len(data.train_labels) / pipeline:.2f} s per epoch)")
+        f"({len(data.train) / pipeline:.2f} s per epoch)")
   print(f"bare jitted step: {bare:,.0f} img/s (before {bare_before:,.0f}, after {bare_after:,.0f})")
   print(f"train loop:       {loop:,.0f} img/s")
   print(f"loop / bare step: {loop / bare:.3f}")

@@ -28,7 +28,35 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.data_dir = ""      # "" = $TFDS_DATA_DIR, else <repo>/data/tfds
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
+  # Host preprocessing, to one stored uint8 shape (spec §2): resize, centre crop, pad.
+  config.dataset.resize = 0         # 0: keep; else the shorter side (or both, resize_mode=warp)
+  config.dataset.resize_mode = "shorter_side"
+  config.dataset.center_crop = 0    # 0: none; else the central square kept, e.g. 256
   config.dataset.pad = 2            # 28×28 → 32×32, as LeCun et al. pad the digits
+  config.dataset.image_size = 0     # the crop the network sees; 0: the stored image
+  # standardize (− mean, ÷ std), mean (− mean only, as AlexNet), *_per_pixel, none
+  config.dataset.normalization = "standardize"
+  config.dataset.color_stats = ""   # "": computed (in-memory data) / the tool's file; "imagenet"; a path
+  config.dataset.num_workers = 0    # host decode threads; 0: one per core
+  config.dataset.cache_gb = 4.0     # splits up to this size are held in memory
+
+  # dataset.name=synthetic: deterministic random images, for smoke runs and benchmarks.
+  config.dataset.synthetic = ml_collections.ConfigDict()
+  config.dataset.synthetic.image_size = 256
+  config.dataset.synthetic.channels = 3
+  config.dataset.synthetic.num_classes = 1000
+  config.dataset.synthetic.train_examples = 2048
+  config.dataset.synthetic.eval_examples = 500
+  config.dataset.synthetic.seed = 0
+
+  # Training augmentation on the device, each switchable (Krizhevsky et al. 2012 §4.1).
+  config.augment = ml_collections.ConfigDict()
+  config.augment.random_crop = False  # random image_size crops (else the centre crop)
+  config.augment.flip = False         # horizontal reflections
+  config.augment.pca_lighting = 0.0   # σ of the PCA colour shift; 0: off (AlexNet: 0.1)
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.ten_crop = False      # also the 10-crop protocol (corners, centre, mirrored)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 0.05  # peak, for batch_size 128

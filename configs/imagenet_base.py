@@ -18,8 +18,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.name = "imagenet2012"
   config.dataset.train_split = "train"
   config.dataset.eval_split = "validation"
+  # Krizhevsky et al. 2012 §2 and §4.1: shorter side 256, central 256×256, random 224 crops
+  # and their reflections, PCA lighting σ 0.1; 10-crop evaluation.
+  config.dataset.resize = 256
+  config.dataset.center_crop = 256
   config.dataset.pad = 0
-  config.dataset.image_size = 224  # the crop the network sees
+  config.dataset.image_size = 224
+  config.dataset.normalization = "mean"  # the paper subtracts the mean and nothing else
+  config.augment.random_crop = True
+  config.augment.flip = True
+  config.augment.pca_lighting = 0.1
+  config.eval.ten_crop = True
 
   # Krizhevsky et al. 2012 §5; Simonyan & Zisserman 2014 §3.1.
   config.optimizer.learning_rate = 0.01

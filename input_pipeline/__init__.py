@@ -1,43 +1,117 @@
-"""Input pipelines: TFDS datasets, normalisation, train and eval batches."""
+"""Input pipelines: datasets (TFDS or synthetic) → host preprocessing → uint8 batches → device augmentation.
+
+`load_data(config)` opens the train and eval splits, `check_dataset(config)` checks a config's
+data fields without reading any image; the train and eval steps turn the uint8 batches into
+network inputs with `augment.make_train_preprocess` / `make_eval_preprocess`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import pathlib
 from typing import Any
 
 import numpy as np
 
-from input_pipeline import datasets
-from input_pipeline.pipeline import Normalizer, eval_batches, train_batches
+from input_pipeline import augment, datasets, preprocess
+from input_pipeline.augment import ColorStats
+from input_pipeline.pipeline import SplitReader, eval_batches, train_batches
 
-__all__ = ["Data", "load_data", "check_dataset", "eval_batches", "train_batches"]
+__all__ = ["Data", "load_data", "check_dataset", "eval_batches", "train_batches", "ColorStats"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Data:
-  """Normalised train and eval splits held in memory."""
+  """The train and eval splits, ready to batch, and the colour statistics of the train split."""
   info: datasets.DatasetInfo
-  train_images: np.ndarray  # float32 [N, H, W, C]
-  train_labels: np.ndarray  # int32 [N]
-  eval_images: np.ndarray
-  eval_labels: np.ndarray
-  normalizer: Normalizer
+  train: SplitReader
+  eval: SplitReader
+  stats: ColorStats
+
+  @property
+  def stored_shape(self) -> tuple[int, ...]:
+    return self.train.shape
 
 
-def check_dataset(dataset_config: Any) -> datasets.DatasetInfo:
-  """Checks name, preparation and splits without reading any data; returns the dataset's info."""
-  data_dir = datasets.resolve_data_dir(dataset_config.data_dir)
-  info = datasets.dataset_info(dataset_config.name, data_dir)
-  for split in (dataset_config.train_split, dataset_config.eval_split):
+def input_shape(config: Any, info: datasets.DatasetInfo) -> tuple[int, int, int]:
+  """The shape the network sees: the stored shape, cropped to `dataset.image_size` if set."""
+  height, width, channels = preprocess.stored_shape(config.dataset, info.image_shape)
+  size = config.dataset.image_size
+  if size and size > min(height, width):
+    raise ValueError(f"dataset.image_size {size} (the crop) is larger than the stored image "
+                     f"{height}×{width}; lower it or raise dataset.resize / center_crop")
+  return (size, size, channels) if size else (height, width, channels)
+
+
+def check_dataset(config: Any) -> datasets.DatasetInfo:
+  """Checks the config's data fields without reading images; returns the dataset's info."""
+  dataset = config.dataset
+  info = datasets.dataset_info(dataset)
+  for split in (dataset.train_split, dataset.eval_split):
     datasets.check_split(info, split)
+  input_shape(config, info)
+  if dataset.normalization not in augment.NORMALIZATIONS:
+    raise ValueError(f"unknown dataset.normalization {dataset.normalization!r}; "
+                     f"known: {', '.join(augment.NORMALIZATIONS)}")
+  stats_path(config)
   return info
 
 
-def load_data(dataset_config: Any) -> Data:
-  info = check_dataset(dataset_config)
-  data_dir = datasets.resolve_data_dir(dataset_config.data_dir)
-  train_images, train_labels = datasets.load_split(info.name, dataset_config.train_split, data_dir)
-  eval_images, eval_labels = datasets.load_split(info.name, dataset_config.eval_split, data_dir)
-  normalizer = Normalizer.from_images(train_images, dataset_config.pad)
-  return Data(info, normalizer(train_images), train_labels, normalizer(eval_images), eval_labels,
-              normalizer)
+def stats_path(config: Any) -> pathlib.Path | None:
+  """The colour-statistics file the config names, checked to exist; None for "" and "imagenet"."""
+  name = config.dataset.color_stats
+  if name in ("", "imagenet"):
+    return None
+  path = pathlib.Path(name)
+  if not path.exists():
+    raise ValueError(f"colour statistics file {path} not found; compute it with "
+                     "`.venv/bin/python -m input_pipeline.color_pca --config=YOUR_CONFIG`, or set "
+                     "dataset.color_stats to \"\" (computed for in-memory data) or \"imagenet\"")
+  return path
+
+
+def default_stats_path(dataset_config: Any) -> pathlib.Path:
+  return (pathlib.Path(datasets.resolve_data_dir(dataset_config.data_dir)) / dataset_config.name
+          / f"color_stats_{dataset_config.train_split}.npz")
+
+
+def load_stats(config: Any, train: SplitReader, channels: int) -> ColorStats:
+  """The file the config names; else computed from an in-memory train split; else the default
+  file if the tool wrote one; else the published ImageNet constants (RGB only)."""
+  # Imported here: `python -m input_pipeline.color_pca` must not find it imported already.
+  from input_pipeline import color_pca
+  path = stats_path(config)
+  if path is None and config.dataset.color_stats == "" and not train.cached:
+    path = default_stats_path(config.dataset)
+    path = path if path.exists() else None
+  if path is not None:
+    stats = color_pca.load(path)
+  elif config.dataset.color_stats == "" and train.cached:
+    stats = color_pca.compute(train.all_images())
+  elif channels == 3:
+    stats = color_pca.IMAGENET
+  else:
+    raise ValueError(f"no colour statistics for {channels}-channel images; compute them with "
+                     "`.venv/bin/python -m input_pipeline.color_pca --config=YOUR_CONFIG`")
+  if stats.mean.shape != (channels,):
+    raise ValueError(f"colour statistics have {stats.mean.shape[0]} channels; the images have {channels}")
+  if config.dataset.normalization.endswith("per_pixel") and stats.mean_image.shape != train.shape:
+    raise ValueError(f"dataset.normalization={config.dataset.normalization} needs a per-pixel "
+                     f"mean of shape {train.shape}; compute it with input_pipeline.color_pca")
+  return stats
+
+
+def open_reader(config: Any, split: str, info: datasets.DatasetInfo) -> SplitReader:
+  dataset = config.dataset
+  shape = preprocess.stored_shape(dataset, info.image_shape)
+  return SplitReader(datasets.open_source(dataset, split), preprocess.make_host_preprocess(dataset),
+                     shape, dataset.num_workers or os.cpu_count() or 1,
+                     int(dataset.cache_gb * 2**30))
+
+
+def load_data(config: Any) -> Data:
+  info = check_dataset(config)
+  train = open_reader(config, config.dataset.train_split, info)
+  evaluation = open_reader(config, config.dataset.eval_split, info)
+  return Data(info, train, evaluation, load_stats(config, train, train.shape[-1]))

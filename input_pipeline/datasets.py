@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import os
 import pathlib
+
+from typing import Any
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -37,16 +38,24 @@ def resolve_data_dir(data_dir: str) -> str:
 def how_to_prepare(name: str, data_dir: str) -> str:
   if name == "fashion_mnist":
     return f"run `make data` (or `.venv/bin/python -m input_pipeline.fashion_mnist --data_dir={data_dir}`)"
+  manual = (" --manual_dir=DIR_WITH_ILSVRC2012_img_train.tar_AND_ILSVRC2012_img_val.tar"
+            if name == "imagenet2012" else "")
   return (f"prepare it offline with TFDS into {data_dir} in ArrayRecord format "
-          f"(`tfds build {name} --data_dir={data_dir} --file_format=array_record`)")
+          f"(`tfds build {name} --data_dir={data_dir} --file_format=array_record{manual}`)")
 
 
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   name: str
   num_classes: int
-  image_shape: tuple[int, ...]
-  split_sizes: dict[str, int]
+  image_shape: tuple[int | None, ...]  # [H, W, C]; None for sizes that vary
+  split_sizes: dict[str, int]          # empty where TFDS does not know them (mocked data)
+
+
+def _tfds_is_mocked() -> bool:
+  """Inside `tfds.testing.mock_data`, records are generated without prepared files."""
+  prepare = tfds.core.DatasetBuilder.download_and_prepare
+  return getattr(prepare, "__name__", "") == "mock_download_and_prepare"
 
 
 def open_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
@@ -55,8 +64,10 @@ def open_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   Never downloads: TFDS retries for minutes when there is no network.
   """
   if name not in tfds.list_builders(with_community_datasets=False):
-    raise ValueError(f"unknown dataset {name!r}; use a TFDS dataset name such as fashion_mnist, "
-                     "mnist, cifar10, imagenette, imagenet2012")
+    raise ValueError(f"unknown dataset {name!r}; use synthetic or a TFDS dataset name such as "
+                     "fashion_mnist, mnist, cifar10, imagenette, imagenet2012")
+  if _tfds_is_mocked():
+    return tfds.builder(name, data_dir=data_dir)
   prepared_here = any(pathlib.Path(data_dir, name).glob("**/dataset_info.json"))
   builder = tfds.builder(name, data_dir=data_dir) if prepared_here else None
   if builder is None or not builder.is_prepared():
@@ -64,8 +75,12 @@ def open_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   return builder
 
 
-def dataset_info(name: str, data_dir: str) -> DatasetInfo:
-  info = open_builder(name, data_dir).info
+def dataset_info(dataset_config: Any) -> DatasetInfo:
+  """Name, classes, image shape and split sizes, from TFDS or the synthetic dataset's config."""
+  if dataset_config.name == SYNTHETIC:
+    return synthetic_info(dataset_config)
+  name = dataset_config.name
+  info = open_builder(name, resolve_data_dir(dataset_config.data_dir)).info
   if "image" not in info.features or "label" not in info.features:
     raise ValueError(f"dataset {name!r} has features {list(info.features)}; "
                      "convzoo needs an image-classification dataset with 'image' and 'label'")
@@ -75,26 +90,59 @@ def dataset_info(name: str, data_dir: str) -> DatasetInfo:
 
 def check_split(info: DatasetInfo, split: str) -> None:
   base = split.split("[")[0]
-  if base not in info.split_sizes:
+  if info.split_sizes and base not in info.split_sizes:
     raise ValueError(f"unknown split {split!r} of dataset {info.name!r}; "
                      f"known: {', '.join(sorted(info.split_sizes))}")
 
 
-@functools.lru_cache(maxsize=4)
-def load_split(name: str, split: str, data_dir: str) -> tuple[np.ndarray, np.ndarray]:
-  """Reads a whole split into memory once: images uint8 [N, H, W, C], labels int32 [N] (read-only)."""
-  info = dataset_info(name, data_dir)
-  check_split(info, split)
-  if any(d is None for d in info.image_shape):
-    raise ValueError(f"dataset {name!r} has images of varying shape {info.image_shape}; "
-                     "the in-memory loader needs one fixed shape")
-  source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  images = np.empty((len(source), *info.image_shape), np.uint8)
-  labels = np.empty((len(source),), np.int32)
-  for start in range(0, len(source), READ_CHUNK):
-    records = source.__getitems__(list(range(start, min(start + READ_CHUNK, len(source)))))
-    for offset, record in enumerate(records):
-      images[start + offset] = record["image"]
-      labels[start + offset] = record["label"]
-  images.flags.writeable = labels.flags.writeable = False
-  return images, labels
+class TfdsSource:
+  """Random access to (image uint8 [H, W, C], label) of one split, through `tfds.data_source`."""
+
+  def __init__(self, name: str, split: str, data_dir: str):
+    self._records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+
+  def __len__(self) -> int:
+    return len(self._records)
+
+  def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+    record = self._records[int(index)]
+    return np.asarray(record["image"]), int(record["label"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic dataset: deterministic random images, for smoke runs and throughput figures.
+
+SYNTHETIC = "synthetic"
+
+
+def synthetic_info(dataset_config: Any) -> DatasetInfo:
+  """Its splits are the config's train and eval splits, whatever their names."""
+  c = dataset_config.synthetic
+  return DatasetInfo(SYNTHETIC, c.num_classes, (c.image_size, c.image_size, c.channels),
+                     {dataset_config.train_split: c.train_examples,
+                      dataset_config.eval_split: c.eval_examples})
+
+
+class SyntheticSource:
+  """Image i of a split is a function of (seed, split, i): noise around a colour set by its class."""
+
+  def __init__(self, synthetic: Any, train: bool):
+    self._config, self._split = synthetic, 0 if train else 1
+    self._size = synthetic.train_examples if train else synthetic.eval_examples
+
+  def __len__(self) -> int:
+    return self._size
+
+  def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+    c = self._config
+    rng = np.random.default_rng([c.seed, self._split, int(index)])
+    label = int(rng.integers(c.num_classes))
+    colour = np.random.default_rng([c.seed, 2, label]).integers(0, 160, c.channels)
+    noise = rng.integers(0, 96, (c.image_size, c.image_size, c.channels))
+    return (colour + noise).astype(np.uint8), label
+
+
+def open_source(dataset_config: Any, split: str) -> TfdsSource | SyntheticSource:
+  if dataset_config.name == SYNTHETIC:
+    return SyntheticSource(dataset_config.synthetic, split == dataset_config.train_split)
+  return TfdsSource(dataset_config.name, split, resolve_data_dir(dataset_config.data_dir))

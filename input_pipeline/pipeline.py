@@ -1,72 +1,107 @@
-"""Batches from in-memory splits: seeded shuffling, normalisation, padded and masked eval batches.
+"""Batches of host-preprocessed uint8 images: seeded shuffling, padded and masked eval batches.
 
 The training stream is a pure function of (seed, step): epoch e visits the examples in the order
-`permutation(seed, e)`, so a run resumed at step s sees exactly the batches it would have seen.
+`permutation(seed, e)`, so a run resumed at step s sees exactly the batches it would have seen,
+and its position needs no saving beyond the step. A split that fits in `cache_bytes` is read
+once into memory; a larger one is read batch by batch by a pool of threads (PIL decodes and
+resizes outside the GIL), one batch ahead of the train step.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Iterator
+import concurrent.futures
+import math
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 
-@dataclasses.dataclass(frozen=True)
-class Normalizer:
-  """Pads the image borders, then subtracts the training-set channel mean and divides by its std."""
-  mean: np.ndarray  # [C], in [0, 1] units
-  std: np.ndarray   # [C]
-  pad: int = 0
+class SplitReader:
+  """uint8 [N, *shape] images and int32 labels of one split, after host preprocessing."""
 
-  @classmethod
-  def from_images(cls, images: np.ndarray, pad: int = 0) -> "Normalizer":
-    """Channel statistics of the (unpadded) training images, uint8 [N, H, W, C]."""
-    mean = images.mean(axis=(0, 1, 2), dtype=np.float64) / 255.0
-    std = images.std(axis=(0, 1, 2), dtype=np.float64) / 255.0
-    return cls(mean, std, pad)
+  def __init__(self, source: Sequence, preprocess: Callable[[np.ndarray], np.ndarray],
+               shape: tuple[int, ...], num_workers: int, cache_bytes: int):
+    self._source, self._preprocess, self.shape = source, preprocess, tuple(shape)
+    self._pool = concurrent.futures.ThreadPoolExecutor(max(1, num_workers))
+    self._prefetcher = concurrent.futures.ThreadPoolExecutor(1)  # a batch ahead, off the pool
+    self.cached = len(source) * math.prod(shape) <= cache_bytes
+    self._images = self._labels = None
+    if self.cached:
+      self._images, self._labels = self._read_from_source(np.arange(len(source)))
 
-  def __call__(self, images: np.ndarray) -> np.ndarray:
-    """uint8 [N, H, W, C] → float32 [N, H + 2·pad, W + 2·pad, C]."""
-    if self.pad:
-      images = np.pad(images, [(0, 0), (self.pad, self.pad), (self.pad, self.pad), (0, 0)])
-    scale = np.float32(1 / 255) / self.std.astype(np.float32)
-    return images.astype(np.float32) * scale - (self.mean / self.std).astype(np.float32)
+  def __len__(self) -> int:
+    return len(self._source)
+
+  def _read_one(self, index: int) -> tuple[np.ndarray, int]:
+    image, label = self._source[index]
+    image = self._preprocess(image)
+    if image.shape != self.shape:
+      raise ValueError(f"example {index} has shape {image.shape} after preprocessing, "
+                       f"not {self.shape}")
+    return image, label
+
+  def _read_from_source(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    images = np.empty((len(indices), *self.shape), np.uint8)
+    labels = np.empty((len(indices),), np.int32)
+    for position, (image, label) in enumerate(self._pool.map(self._read_one, indices,
+                                                             chunksize=64)):
+      images[position], labels[position] = image, label
+    return images, labels
+
+  def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if self.cached:
+      return self._images[indices], self._labels[indices]
+    return self._read_from_source(indices)
+
+  def prefetch(self, indices: np.ndarray) -> concurrent.futures.Future:
+    return self._prefetcher.submit(self.read, indices)
+
+  def all_images(self, chunk: int = 1024) -> Iterator[np.ndarray]:
+    """Every image, in order, in chunks (for statistics)."""
+    for start in range(0, len(self), chunk):
+      yield self.read(np.arange(start, min(start + chunk, len(self))))[0]
 
 
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def train_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int,
+def train_batches(reader: SplitReader, batch_size: int, seed: int,
                   start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled batches of already-normalised images, starting at `start_step`.
-
-  Each epoch drops its last partial batch, so every step sees `batch_size` examples.
-  """
-  steps_per_epoch = len(images) // batch_size
+  """Endless shuffled batches from step `start_step` on; each epoch drops its partial batch."""
+  steps_per_epoch = len(reader) // batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"batch_size {batch_size} is larger than the training split ({len(images)} examples)")
-  epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
+    raise ValueError(f"batch_size {batch_size} is larger than the training split "
+                     f"({len(reader)} examples)")
+
+  def indices(step: int) -> np.ndarray:
+    epoch, step_in_epoch = divmod(step, steps_per_epoch)
+    order = epoch_permutation(seed, epoch, len(reader))
+    return order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
+
+  step, pending = start_step, reader.prefetch(indices(start_step))
   while True:
-    order = epoch_permutation(seed, epoch, len(images))
-    for step in range(step_in_epoch, steps_per_epoch):
-      index = order[step * batch_size:(step + 1) * batch_size]
-      yield {"image": images[index], "label": labels[index]}
-    epoch, step_in_epoch = epoch + 1, 0
+    images, labels = pending.result()
+    step += 1
+    pending = reader.prefetch(indices(step))
+    yield {"image": images, "label": labels}
 
 
-def eval_batches(images: np.ndarray, labels: np.ndarray,
-                 batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(reader: SplitReader, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
   """The split in order, in batches of exactly `batch_size`; the last is zero-padded.
 
   `mask` is 1 for real examples and 0 for padding, so every example counts exactly once.
   """
-  for start in range(0, len(images), batch_size):
-    image, label = images[start:start + batch_size], labels[start:start + batch_size]
-    padding = batch_size - len(image)
+  starts = range(0, len(reader), batch_size)
+  span = lambda start: np.arange(start, min(start + batch_size, len(reader)))
+  pending = reader.prefetch(span(0))
+  for start in starts:
+    images, labels = pending.result()
+    if start + batch_size < len(reader):
+      pending = reader.prefetch(span(start + batch_size))
+    padding = batch_size - len(images)
     yield {
-        "image": np.pad(image, [(0, padding)] + [(0, 0)] * (image.ndim - 1)),
-        "label": np.pad(label, (0, padding)),
-        "mask": np.pad(np.ones(len(image), np.float32), (0, padding)),
+        "image": np.pad(images, [(0, padding)] + [(0, 0)] * (images.ndim - 1)),
+        "label": np.pad(labels, (0, padding)),
+        "mask": np.pad(np.ones(len(images), np.float32), (0, padding)),
     }

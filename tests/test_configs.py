@@ -24,7 +24,7 @@ def load(spec: str):
 def test_config_builds_its_model(spec):
   module, config = load(spec)
   entry = models.check_model_name(config.model.name)
-  size = config.dataset.get("image_size", entry.input_size)
+  size = config.dataset.image_size or entry.input_size
   num_classes = {"imagenet2012": 1000, "cifar10": 10, "fashion_mnist": 10}[config.dataset.name]
   model = models.create_model(config.model, num_classes)
   models.trace(model, (size, size, entry.channels), num_classes)

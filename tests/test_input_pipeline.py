@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 
 import input_pipeline
-from input_pipeline import datasets, fashion_mnist
-from input_pipeline.pipeline import Normalizer, eval_batches, train_batches
+from input_pipeline import augment, datasets, fashion_mnist
+from input_pipeline.pipeline import SplitReader, eval_batches, train_batches
 from tests.conftest import TINY_TEST, TINY_TRAIN, make_config, make_idx_files, write_idx
+
+
+def reader_of(images, labels, cache=True):
+  """A SplitReader over arrays: image i is images[i], its label labels[i]."""
+  source = [(image, int(label)) for image, label in zip(images, labels)]
+  return SplitReader(source, lambda image: image, images.shape[1:], 2, 2**30 if cache else 0)
 
 
 def test_read_idx_round_trips(tmp_path):
@@ -24,14 +30,16 @@ def test_read_idx_rejects_other_files(tmp_path):
 
 
 def test_prepared_split_holds_exactly_the_source_examples(tmp_path):
-  source = make_idx_files(tmp_path / "idx", seed=3)
+  written = make_idx_files(tmp_path / "idx", seed=3)
   fashion_mnist.prepare(str(tmp_path / "tfds"), str(tmp_path / "idx"))
   for split, count in (("train", TINY_TRAIN), ("test", TINY_TEST)):
-    images, labels = datasets.load_split("fashion_mnist", split, str(tmp_path / "tfds"))
-    assert images.shape == (count, 28, 28, 1) and images.dtype == np.uint8
-    assert labels.shape == (count,) and labels.dtype == np.int32
-    expected = sorted(zip(source[split][1].tolist(), (im.tobytes() for im in source[split][0])))
-    assert sorted(zip(labels.tolist(), (im[..., 0].tobytes() for im in images))) == expected
+    source = datasets.TfdsSource("fashion_mnist", split, str(tmp_path / "tfds"))
+    examples = [source[i] for i in range(len(source))]
+    assert len(examples) == count
+    assert all(image.shape == (28, 28, 1) and image.dtype == np.uint8 for image, _ in examples)
+    images, labels = written[split]
+    expected = sorted(zip(labels.tolist(), (image.tobytes() for image in images)))
+    assert sorted((label, image[..., 0].tobytes()) for image, label in examples) == expected
 
 
 def test_prepare_reuses_prepared_data(tiny_data_dir):
@@ -58,29 +66,32 @@ def test_dataset_errors_are_immediate_and_name_the_fix(tmp_path, tiny_data_dir):
   config = make_config(tiny_data_dir)
   config.dataset.eval_split = "validation"
   with pytest.raises(ValueError, match="unknown split 'validation' .* known: test, train"):
-    input_pipeline.check_dataset(config.dataset)
+    input_pipeline.check_dataset(config)
 
 
-def test_data_is_padded_and_normalised_with_training_statistics(tiny_data_dir):
-  data = input_pipeline.load_data(make_config(tiny_data_dir).dataset)
-  assert data.train_images.shape == (TINY_TRAIN, 32, 32, 1)
-  assert data.eval_images.shape == (TINY_TEST, 32, 32, 1)
-  raw, _ = datasets.load_split("fashion_mnist", "train", tiny_data_dir)
-  np.testing.assert_allclose(data.normalizer.mean, raw.mean() / 255, rtol=1e-6)
-  np.testing.assert_allclose(data.normalizer.std, raw.std() / 255, rtol=1e-6)
-  inner = data.train_images[:, 2:-2, 2:-2]
-  np.testing.assert_allclose(inner.mean(), 0.0, atol=1e-4)
-  np.testing.assert_allclose(inner.std(), 1.0, atol=1e-4)
-  border = -data.normalizer.mean / data.normalizer.std  # a raw 0 pixel
-  np.testing.assert_allclose(data.train_images[:, :2], border[0], rtol=1e-6)
+def test_colour_statistics_are_those_of_the_stored_training_images(tiny_data_dir):
+  data = input_pipeline.load_data(make_config(tiny_data_dir))
+  assert data.stored_shape == (32, 32, 1) and len(data.train) == TINY_TRAIN
+  images = np.concatenate(list(data.train.all_images()))
+  np.testing.assert_allclose(data.stats.mean, [images.mean() / 255], rtol=1e-9)
+  np.testing.assert_allclose(data.stats.std, [images.std() / 255], rtol=1e-9)
+  normalized = np.asarray(augment.normalize(images, data.stats, "standardize"))
+  np.testing.assert_allclose(normalized.mean(), 0.0, atol=1e-4)
+  np.testing.assert_allclose(normalized.std(), 1.0, atol=1e-4)
+  assert (images[:, :2] == 0).all()  # the two-pixel padding
 
 
-def test_normalizer_formula():
-  images = np.array([[[[0], [255]]], [[[51], [102]]]], np.uint8)  # [2, 1, 2, 1]
-  normalizer = Normalizer.from_images(images, pad=1)
-  out = normalizer(images)
-  assert out.shape == (2, 3, 4, 1) and out.dtype == np.float32
-  np.testing.assert_allclose(out[0, 1, 2, 0], (1.0 - normalizer.mean[0]) / normalizer.std[0], rtol=1e-6)
+def test_normalization_modes():
+  stats = augment.ColorStats(mean=np.array([0.2, 0.4]), std=np.array([0.5, 0.25]),
+                             mean_image=np.full((1, 2, 2), 0.1), eigvals=np.ones(2),
+                             eigvecs=np.eye(2))
+  images = np.array([[[[51, 102], [255, 0]]]], np.uint8)  # [1, 1, 2, 2]
+  x = images / 255.0
+  for mode, expected in (("none", x), ("mean", x - [0.2, 0.4]),
+                         ("standardize", (x - [0.2, 0.4]) / [0.5, 0.25]),
+                         ("mean_per_pixel", x - 0.1),
+                         ("standardize_per_pixel", (x - 0.1) / [0.5, 0.25])):
+    np.testing.assert_allclose(augment.normalize(images, stats, mode), expected, rtol=1e-6)
 
 
 def labels_of(batches, count):
@@ -88,38 +99,39 @@ def labels_of(batches, count):
 
 
 def test_train_batches_are_seeded_epoch_permutations():
-  images = np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1)
+  images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
   labels = np.arange(10, dtype=np.int32)
-  epoch = np.concatenate(labels_of(train_batches(images, labels, 3, seed=1), 3))
+  reader = reader_of(images, labels)
+  epoch = np.concatenate(labels_of(train_batches(reader, 3, seed=1), 3))
   assert len(set(epoch.tolist())) == 9  # 3 full batches of distinct examples, remainder dropped
-  same = labels_of(train_batches(images, labels, 3, seed=1), 8)
-  again = labels_of(train_batches(images, labels, 3, seed=1), 8)
-  other = labels_of(train_batches(images, labels, 3, seed=2), 8)
+  same = labels_of(train_batches(reader, 3, seed=1), 8)
+  again = labels_of(train_batches(reader_of(images, labels, cache=False), 3, seed=1), 8)
+  other = labels_of(train_batches(reader, 3, seed=2), 8)
   np.testing.assert_array_equal(np.stack(same), np.stack(again))
   assert not np.array_equal(np.stack(same), np.stack(other))
   assert not np.array_equal(np.stack(same[:3]), np.stack(same[3:6]))  # reshuffled each epoch
-  batch = next(train_batches(images, labels, 3, seed=1))
+  batch = next(train_batches(reader, 3, seed=1))
   np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], batch["label"])
 
 
 def test_train_batches_resume_at_any_step():
-  images = np.zeros((10, 1, 1, 1), np.float32)
-  labels = np.arange(10, dtype=np.int32)
-  full = labels_of(train_batches(images, labels, 4, seed=5), 9)
+  reader = reader_of(np.zeros((10, 1, 1, 1), np.uint8), np.arange(10))
+  full = labels_of(train_batches(reader, 4, seed=5), 9)
   for start in (1, 2, 5):
-    resumed = labels_of(train_batches(images, labels, 4, seed=5, start_step=start), 9 - start)
+    resumed = labels_of(train_batches(reader, 4, seed=5, start_step=start), 9 - start)
     np.testing.assert_array_equal(np.stack(resumed), np.stack(full[start:]))
 
 
 def test_batch_larger_than_split_is_an_error():
   with pytest.raises(ValueError, match="batch_size 11 is larger than the training split"):
-    next(train_batches(np.zeros((10, 1, 1, 1)), np.zeros(10), 11, seed=0))
+    next(train_batches(reader_of(np.zeros((10, 1, 1, 1), np.uint8), np.zeros(10)), 11, seed=0))
 
 
 @pytest.mark.parametrize("count,batch", [(10, 3), (10, 5), (10, 10), (7, 20), (1, 1)])
-def test_eval_batches_count_every_example_exactly_once(count, batch):
-  images = np.arange(count, dtype=np.float32).reshape(count, 1, 1, 1) + 1
-  batches = list(eval_batches(images, np.arange(count, dtype=np.int32), batch))
+@pytest.mark.parametrize("cache", [True, False])
+def test_eval_batches_count_every_example_exactly_once(count, batch, cache):
+  images = np.arange(count, dtype=np.uint8).reshape(count, 1, 1, 1) + 1
+  batches = list(eval_batches(reader_of(images, np.arange(count), cache), batch))
   assert all(b["image"].shape == (batch, 1, 1, 1) and b["mask"].shape == (batch,) for b in batches)
   mask = np.concatenate([b["mask"] for b in batches])
   seen = np.concatenate([b["image"][:, 0, 0, 0] for b in batches])[mask == 1]

@@ -36,11 +36,12 @@ def test_short_run_on_real_fashion_mnist_learns(real_data_dir, tmp_path):
 
 def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
   config = make_config(real_data_dir)
-  data = input_pipeline.load_data(config.dataset)
+  data = input_pipeline.load_data(config)
   model = models.create_model(config.model, 10)
   state = train.create_train_state(config, model, (32, 32, 1), train.create_optimizer(config, 0.1))
+  eval_step = train.create_eval_steps(config, data.stats)["single"]
   evaluate = lambda batch_size: train.evaluate(
-      state, input_pipeline.eval_batches(data.eval_images, data.eval_labels, batch_size))
+      state, input_pipeline.eval_batches(data.eval, batch_size), eval_step)
   reference = evaluate(500)
   assert reference["num_examples"] == 10_000
   for batch_size in (10_000, 999, 4096, 12_345):
@@ -117,7 +118,7 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
 
 def test_eval_script_restores_the_newest_checkpoint(tiny_config, tmp_path):
   trained = train.train_and_evaluate(tiny_config(), tmp_path)
-  metrics = evaluation.evaluate(tiny_config(), tmp_path)
+  metrics = evaluation.evaluate(tiny_config(), tmp_path)["single"]
   assert metrics["step"] == 40
   for key in ("top1_error", "top5_error", "num_examples"):
     assert metrics[key] == trained[key]
@@ -206,7 +207,7 @@ def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
                       f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic",
                       cwd=tmp_path)
   assert result.returncode == 0, result.stderr
-  assert f"step 16: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
+  assert "step 16, single: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
 
 
 @pytest.mark.parametrize("flag,message", [
@@ -232,4 +233,5 @@ def test_batch_norm_network_trains_evaluates_and_resumes(tiny_config, tmp_path, 
   restored = ocp.StandardCheckpointer().restore(tmp_path / "straight" / "checkpoints" / "30" / "default")
   stats = restored["batch_stats"]["conv1_bn"]
   assert float(np.abs(stats["mean"]).max()) > 0  # running statistics were updated and saved
-  assert evaluation.evaluate(config(), tmp_path / "straight")["top1_error"] == straight["top1_error"]
+  assert evaluation.evaluate(config(), tmp_path / "straight")["single"]["top1_error"] == \
+      straight["top1_error"]
