@@ -38,11 +38,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
   state = checkpoints.restore(manager, state)
   manager.close()
   step = int(jax.device_get(state.step))
-  results = {}
-  for protocol, jitted_eval_step in train.create_eval_steps(config, data.stats).items():
-    batches = input_pipeline.eval_batches(data.eval, config.eval_batch_size)
-    results[protocol] = {**train.evaluate(state, batches, jitted_eval_step), "step": step}
-    reporting.write_results(workdir, protocol, results[protocol])
+  results = train.evaluate_protocols(state, data, config, train.create_eval_steps(config, data.stats))
+  for protocol, metrics in results.items():
+    metrics["step"] = step
+    reporting.write_results(workdir, protocol, metrics)
   return results
 
 

@@ -207,14 +207,20 @@ def create_eval_steps(config: ml_collections.ConfigDict,
           for protocol in eval_protocols(config)}
 
 
+def evaluate_protocols(state: TrainState, data: input_pipeline.Data, config,
+                       eval_steps: dict[str, Callable]) -> dict[str, dict[str, float]]:
+  """Metrics of every protocol over the whole eval split."""
+  return {protocol: evaluate(state, input_pipeline.eval_batches(data.eval, config.eval_batch_size),
+                             jitted_eval_step)
+          for protocol, jitted_eval_step in eval_steps.items()}
+
+
 def evaluate_and_record(state: TrainState, data: input_pipeline.Data, config, writer,
                         workdir: pathlib.Path, eval_steps: dict[str, Callable]) -> dict[str, float]:
   """Evaluates every protocol, logs and records each; returns the single-crop metrics."""
   step = int(jax.device_get(state.step))
-  results = {}
-  for protocol, jitted_eval_step in eval_steps.items():
-    batches = input_pipeline.eval_batches(data.eval, config.eval_batch_size)
-    metrics = results[protocol] = evaluate(state, batches, jitted_eval_step)
+  results = evaluate_protocols(state, data, config, eval_steps)
+  for protocol, metrics in results.items():
     split = "eval" if protocol == "single" else f"eval_{protocol}"
     writer.write(step, split, {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
     reporting.write_results(workdir, protocol, {**metrics, "step": step})

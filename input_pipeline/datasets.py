@@ -108,6 +108,13 @@ class TfdsSource:
     record = self._records[int(index)]
     return np.asarray(record["image"]), int(record["label"])
 
+  def get_many(self, indices: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    """Several examples in one ArrayRecord read (much faster than one by one for small images)."""
+    keys = [int(i) for i in indices]
+    if _tfds_is_mocked():  # the mock serves records one at a time
+      return [self[key] for key in keys]
+    return [(np.asarray(r["image"]), int(r["label"])) for r in self._records.__getitems__(keys)]
+
 
 # ---------------------------------------------------------------------------------------------
 # The synthetic dataset: deterministic random images, for smoke runs and throughput figures.
@@ -140,6 +147,9 @@ class SyntheticSource:
     colour = np.random.default_rng([c.seed, 2, label]).integers(0, 160, c.channels)
     noise = rng.integers(0, 96, (c.image_size, c.image_size, c.channels))
     return (colour + noise).astype(np.uint8), label
+
+  def get_many(self, indices: np.ndarray) -> list[tuple[np.ndarray, int]]:
+    return [self[i] for i in indices]
 
 
 def open_source(dataset_config: Any, split: str) -> TfdsSource | SyntheticSource:

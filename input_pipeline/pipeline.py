@@ -27,18 +27,14 @@ class SplitReader:
     self.cached = len(source) * math.prod(shape) <= cache_bytes
     self._images = self._labels = None
     if self.cached:
-      self._images, self._labels = self._read_from_source(np.arange(len(source)))
+      self._images, self._labels = self._read_all()
 
   def __len__(self) -> int:
     return len(self._source)
 
   def _read_one(self, index: int) -> tuple[np.ndarray, int]:
     image, label = self._source[index]
-    image = self._preprocess(image)
-    if image.shape != self.shape:
-      raise ValueError(f"example {index} has shape {image.shape} after preprocessing, "
-                       f"not {self.shape}")
-    return image, label
+    return self._checked(self._preprocess(image), index), label
 
   def _read_from_source(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(indices), *self.shape), np.uint8)
@@ -47,6 +43,23 @@ class SplitReader:
                                                              chunksize=64)):
       images[position], labels[position] = image, label
     return images, labels
+
+  def _read_all(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The whole split, read in large sequential chunks: for small images, per-record overhead
+    dominates and threads only contend for the GIL."""
+    images = np.empty((len(self), *self.shape), np.uint8)
+    labels = np.empty((len(self),), np.int32)
+    for start in range(0, len(self), chunk):
+      indices = np.arange(start, min(start + chunk, len(self)))
+      for index, (image, label) in zip(indices, self._source.get_many(indices)):
+        images[index], labels[index] = self._checked(self._preprocess(image), index), label
+    return images, labels
+
+  def _checked(self, image: np.ndarray, index: int) -> np.ndarray:
+    if image.shape != self.shape:
+      raise ValueError(f"example {index} has shape {image.shape} after preprocessing, "
+                       f"not {self.shape}")
+    return image
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if self.cached:
@@ -74,10 +87,14 @@ def train_batches(reader: SplitReader, batch_size: int, seed: int,
     raise ValueError(f"batch_size {batch_size} is larger than the training split "
                      f"({len(reader)} examples)")
 
+  orders: dict[int, np.ndarray] = {}
+
   def indices(step: int) -> np.ndarray:
     epoch, step_in_epoch = divmod(step, steps_per_epoch)
-    order = epoch_permutation(seed, epoch, len(reader))
-    return order[step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
+    if epoch not in orders:  # one permutation per epoch, kept while it is in use
+      orders.clear()
+      orders[epoch] = epoch_permutation(seed, epoch, len(reader))
+    return orders[epoch][step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
 
   step, pending = start_step, reader.prefetch(indices(start_step))
   while True:

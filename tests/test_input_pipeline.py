@@ -11,9 +11,16 @@ from input_pipeline.pipeline import SplitReader, eval_batches, train_batches
 from tests.conftest import TINY_TEST, TINY_TRAIN, make_config, make_idx_files, write_idx
 
 
+class ArraySource(list):
+  """Examples held in a list, with the source interface."""
+
+  def get_many(self, indices):
+    return [self[i] for i in indices]
+
+
 def reader_of(images, labels, cache=True):
   """A SplitReader over arrays: image i is images[i], its label labels[i]."""
-  source = [(image, int(label)) for image, label in zip(images, labels)]
+  source = ArraySource((image, int(label)) for image, label in zip(images, labels))
   return SplitReader(source, lambda image: image, images.shape[1:], 2, 2**30 if cache else 0)
 
 

@@ -322,10 +322,12 @@ def test_auxiliary_losses_join_the_training_objective():
   state = train.TrainState.create(apply_fn=model.apply, tx=tx, batch_stats={},
                                   params=model.init(jax.random.key(1), images)["params"])
   _, metrics = train.train_step(state, {"image": images, "label": labels}, jax.random.key(2),
-                                lambda step: 0.0, tuple(model.aux_loss_weights().items()))
-  step_key = jax.random.fold_in(jax.random.key(2), 0)  # what train_step uses at step 0
+                                lambda step: 0.0, lambda images, key: images,
+                                tuple(model.aux_loss_weights().items()))
+  # The dropout key train_step uses at step 0.
+  _, dropout_key = jax.random.split(jax.random.fold_in(jax.random.key(2), 0))
   logits, intermediates = model.apply({"params": state.params}, images, train=True,
-                                      rngs={"dropout": step_key})
+                                      rngs={"dropout": dropout_key})
   main = train.cross_entropy_loss(logits, labels).mean()
   aux = train.cross_entropy_loss(intermediates["aux"], labels).mean()
   assert model.aux_loss_weights() == {"aux": 0.3}
