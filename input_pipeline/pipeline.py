@@ -67,7 +67,13 @@ class SplitReader:
     return self._read_from_source(indices)
 
   def prefetch(self, indices: np.ndarray) -> concurrent.futures.Future:
-    return self._prefetcher.submit(self.read, indices)
+    """The batch, read in the background; at once when the split is in memory (a thread
+    handoff per step would cost more than the read)."""
+    if not self.cached:
+      return self._prefetcher.submit(self.read, indices)
+    done = concurrent.futures.Future()
+    done.set_result(self.read(indices))
+    return done
 
   def all_images(self, chunk: int = 1024) -> Iterator[np.ndarray]:
     """Every image, in order, in chunks (for statistics)."""
