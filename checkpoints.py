@@ -11,7 +11,8 @@ import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
 # Config fields that decide the shapes of the saved parameters.
-IDENTITY_FIELDS = ("model", "dataset.name", "dataset.pad")
+IDENTITY_FIELDS = ("model", "dataset.name", "dataset.pad", "dataset.resize", "dataset.center_crop",
+                   "dataset.image_size")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

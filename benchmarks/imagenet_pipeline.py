@@ -26,7 +26,6 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import input_pipeline  # noqa: E402
 import models  # noqa: E402
 import train  # noqa: E402
 from configs import alexnet  # noqa: E402

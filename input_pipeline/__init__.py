@@ -12,8 +12,6 @@ import os
 import pathlib
 from typing import Any
 
-import numpy as np
-
 from input_pipeline import augment, datasets, preprocess
 from input_pipeline.augment import ColorStats
 from input_pipeline.pipeline import SplitReader, eval_batches, train_batches

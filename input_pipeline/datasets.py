@@ -14,7 +14,6 @@ import tensorflow_datasets as tfds
 from absl import logging as absl_logging
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-READ_CHUNK = 4096  # records per data_source read
 
 
 class _DropOpenCVAdvice(logging.Filter):

@@ -9,7 +9,6 @@ import sys
 
 import jax
 import ml_collections
-import pytest
 
 import models
 import summary
