@@ -16,7 +16,6 @@ import ml_collections
 import checkpoints
 import cli
 import input_pipeline
-import models
 import reporting
 import train
 
@@ -24,16 +23,13 @@ import train
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
   workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
-  info = train.check_config(config)
+  train.check_config(config)
   if checkpoints.latest_step(workdir) is None:
     raise ValueError(f"no checkpoint in {workdir / 'checkpoints'}; train first with "
                      f"`train.py --workdir={workdir}`")
   checkpoints.check_workdir(config, workdir)
   data = input_pipeline.load_data(config)
-  model = models.create_model(config.model, info.num_classes)
-  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train))
-  state = train.create_train_state(config, model, input_pipeline.input_shape(config, info),
-                                   train.create_optimizer(config, learning_rate_fn))
+  _, _, state = train.create_model_and_state(config, data)  # the structure to restore into
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
   state = checkpoints.restore(manager, state)
   manager.close()

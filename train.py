@@ -116,6 +116,16 @@ def create_train_state(config: ml_collections.ConfigDict, model, image_shape: tu
                            batch_stats=variables.get("batch_stats", {}))
 
 
+def create_model_and_state(config: ml_collections.ConfigDict, data: input_pipeline.Data
+                           ) -> tuple[models.ConvNet, optax.Schedule, TrainState]:
+  """The network, its learning-rate schedule and a freshly initialised state for `data`."""
+  learning_rate_fn = create_learning_rate_fn(config, len(data.train))
+  model = models.create_model(config.model, data.info.num_classes)
+  state = create_train_state(config, model, input_pipeline.input_shape(config, data.info),
+                             create_optimizer(config, learning_rate_fn))
+  return model, learning_rate_fn, state
+
+
 # ---------------------------------------------------------------------------------------------
 # Steps: pure functions of (state, batch).
 
@@ -243,10 +253,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
 
   data = input_pipeline.load_data(config)
   num_train = len(data.train)
-  learning_rate_fn = create_learning_rate_fn(config, num_train)
-  model = models.create_model(config.model, info.num_classes)
-  state = create_train_state(config, model, input_pipeline.input_shape(config, info),
-                             create_optimizer(config, learning_rate_fn))
+  model, learning_rate_fn, state = create_model_and_state(config, data)
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
   try:
     restored = checkpoints.restore(manager, state)

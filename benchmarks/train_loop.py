@@ -25,7 +25,6 @@ from absl import logging as absl_logging
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import input_pipeline  # noqa: E402
-import models  # noqa: E402
 import reporting  # noqa: E402
 import train  # noqa: E402
 from configs import default  # noqa: E402
@@ -51,10 +50,7 @@ def time_pipeline_epoch(config, data) -> float:
 
 def time_bare_step(config, data, steps: int) -> float:
   """Images/s of the jitted train step alone, on one device-resident batch."""
-  learning_rate_fn = train.create_learning_rate_fn(config, len(data.train))
-  model = models.create_model(config.model, data.info.num_classes)
-  state = train.create_train_state(config, model, input_pipeline.input_shape(config, data.info),
-                                   train.create_optimizer(config, learning_rate_fn))
+  model, learning_rate_fn, state = train.create_model_and_state(config, data)
   batch = jax.device_put(next(input_pipeline.train_batches(data.train, config.batch_size,
                                                            config.seed)))
   key = jax.random.key(0)

@@ -74,10 +74,8 @@ def compute_for_config(config: Any, max_images: int = 0) -> tuple[ColorStats, pa
   info = input_pipeline.check_dataset(config)
   reader = input_pipeline.open_reader(config, config.dataset.train_split, info)
   count = min(len(reader), max_images) if max_images else len(reader)
-  chunks = (reader.read(np.arange(start, min(start + 256, count)))[0]
-            for start in range(0, count, 256))
   path = pathlib.Path(config.dataset.color_stats or input_pipeline.default_stats_path(config.dataset))
-  return compute(chunks), path, count
+  return compute(reader.all_images(256, count)), path, count
 
 
 def main(argv):

@@ -75,10 +75,11 @@ class SplitReader:
     done.set_result(self.read(indices))
     return done
 
-  def all_images(self, chunk: int = 1024) -> Iterator[np.ndarray]:
-    """Every image, in order, in chunks (for statistics)."""
-    for start in range(0, len(self), chunk):
-      yield self.read(np.arange(start, min(start + chunk, len(self))))[0]
+  def all_images(self, chunk: int = 1024, limit: int = 0) -> Iterator[np.ndarray]:
+    """Every image (the first `limit`, if set), in order, in chunks (for statistics)."""
+    count = min(len(self), limit) if limit else len(self)
+    for start in range(0, count, chunk):
+      yield self.read(np.arange(start, min(start + chunk, count)))[0]
 
 
 def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
