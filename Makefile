@@ -44,7 +44,7 @@ bench: setup data
 	@if ldconfig -p | grep -q libjemalloc.so.2; then \
 	  export LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1; \
 	else echo "note: libjemalloc2 not installed; timings will be noisier"; fi; \
-	$(PY) benchmarks/train_loop.py
+	$(PY) benchmarks/train_loop.py && $(PY) benchmarks/devices.py
 
 clean-env:
 	rm -rf $(VENV)

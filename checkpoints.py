@@ -1,18 +1,29 @@
-"""Orbax checkpoints in `DIR/checkpoints`, and the guard that keeps one workdir to one model."""
+"""Orbax checkpoints in `DIR/checkpoints`, and the guard that keeps one workdir to one run.
+
+Every process takes part in every save and restore (orbax synchronises them and writes each
+array once); the state is passed as host numpy, one copy, whatever the number of devices.
+"""
 
 from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any
+from typing import Any, Callable
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 CONFIG_FILE = "config.json"
-# Config fields that decide the shapes of the saved parameters.
-IDENTITY_FIELDS = ("model", "dataset.name", "dataset.pad", "dataset.resize", "dataset.center_crop",
-                   "dataset.image_size")
+UNRESTORABLE = "unrestorable_checkpoints"  # where checkpoints that fail to restore are moved
+# Config fields that decide the shapes of the saved state: evaluation needs these to match.
+SHAPE_FIELDS = ("model", "dataset.name", "dataset.pad", "dataset.resize", "dataset.center_crop",
+                "dataset.image_size")
+# A resumed run must also share what a step means (the data stream and the random draws) and
+# the optimizer state's form, or it would not continue the same run.
+RESUME_FIELDS = SHAPE_FIELDS + ("dataset.train_split", "batch_size", "seed", "optimizer.momentum",
+                                "optimizer.nesterov", "schedule.name")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -21,24 +32,25 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix.rstrip("."): tree}
 
 
-def identity(config: ml_collections.ConfigDict | dict) -> dict[str, Any]:
-  """The identity fields of a config, flattened to dotted names (lists as lists, for JSON)."""
+def identity(config: ml_collections.ConfigDict | dict, fields: tuple[str, ...]) -> dict[str, Any]:
+  """The given fields of a config, flattened to dotted names (lists as lists, for JSON)."""
   values = flatten(json.loads(config.to_json()) if hasattr(config, "to_json") else config)
-  return {k: v for k, v in values.items()
-          if any(k == f or k.startswith(f + ".") for f in IDENTITY_FIELDS)}
+  return {k: v for k, v in values.items() if any(k == f or k.startswith(f + ".") for f in fields)}
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
-  """Refuses a workdir whose checkpoints belong to another model or dataset."""
+def check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+                  fields: tuple[str, ...] = RESUME_FIELDS) -> None:
+  """Refuses a workdir whose checkpoints belong to another model, dataset or incompatible run."""
   saved_config = workdir / CONFIG_FILE
   if not saved_config.exists() or not latest_step(workdir):
     return
-  saved, current = identity(json.loads(saved_config.read_text())), identity(config)
+  saved = identity(json.loads(saved_config.read_text()), fields)
+  current = identity(config, fields)
   differences = [f"{k}: {saved.get(k)!r} in the workdir, {current.get(k)!r} now"
                  for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
   if differences:
-    raise ValueError(f"workdir {workdir} holds checkpoints of another model or dataset ("
-                     + "; ".join(differences) + "); use another --workdir")
+    raise ValueError(f"workdir {workdir} holds checkpoints of another model, dataset or "
+                     "incompatible config (" + "; ".join(differences) + "); use another --workdir")
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -46,8 +58,14 @@ def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> No
 
 
 def create_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
-  """Keeps the newest `keep` checkpoints; the caller decides when to save."""
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True)
+  """Keeps the newest `keep` checkpoints; the caller decides when to save.
+
+  Saves are asynchronous on one host. Across hosts they are synchronous: orbax's background
+  commit runs collectives of its own, which can interleave with the train step's in a
+  different order on each host and deadlock them (measured here with 2 processes on CPU).
+  """
+  options = ocp.CheckpointManagerOptions(max_to_keep=keep,
+                                         enable_async_checkpointing=jax.process_count() == 1)
   return ocp.CheckpointManager(workdir / "checkpoints", options=options)
 
 
@@ -59,18 +77,45 @@ def latest_step(workdir: pathlib.Path) -> int | None:
   return max(steps, default=None)
 
 
-def restore(manager: ocp.CheckpointManager, abstract_state: Any) -> Any | None:
-  """The newest checkpoint restored into the structure of `abstract_state`, or None if there is none."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  try:
-    return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
-  except (ValueError, KeyError, TypeError) as error:
-    raise ValueError(f"checkpoint {manager.directory / str(step)} does not fit this model "
-                     f"({str(error).splitlines()[0]}); use another --workdir") from error
+def restore(manager: ocp.CheckpointManager, target: Any,
+            report: Callable[[str], None] = print) -> Any | None:
+  """The newest checkpoint that restores into the structure of `target` (None if there is none).
+
+  Newer ones that fail to restore (corrupt, half-written) are reported and moved to
+  `DIR/unrestorable_checkpoints`, never deleted; if none restores, a ValueError says why.
+  """
+  failures = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      return manager.restore(step, args=ocp.args.StandardRestore(target))
+    except Exception as error:  # the reader's errors for damaged files are of many types
+      reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+      failures.append(f"step {step}: {reason}")
+      moved = set_aside(pathlib.Path(manager.directory), step)
+      manager.reload()
+      report(f"warning: checkpoint of step {step} cannot be restored ({reason}); "
+             f"moved to {moved} and skipped")
+  if failures:
+    raise ValueError(f"no checkpoint in {manager.directory} can be restored ("
+                     + "; ".join(failures) + "); they were moved to "
+                     f"{pathlib.Path(manager.directory).parent / UNRESTORABLE}")
+  return None
+
+
+def set_aside(folder: pathlib.Path, step: int) -> pathlib.Path:
+  """Moves checkpoint `step` out of the manager's sight (the lead process moves, all wait)."""
+  destination = folder.parent / UNRESTORABLE / str(step)
+  if jax.process_index() == 0:
+    destination.parent.mkdir(exist_ok=True)
+    suffix = 1
+    while destination.exists():  # an earlier failure of the same step stays too
+      destination, suffix = folder.parent / UNRESTORABLE / f"{step}.{suffix}", suffix + 1
+    (folder / str(step)).rename(destination)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"set aside checkpoint {step}")
+  return destination
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  """Starts an asynchronous save of `state` as checkpoint `step`."""
+  """Starts an asynchronous save of `state` (host numpy) as checkpoint `step` (all processes)."""
   manager.save(step, args=ocp.args.StandardSave(state), force=True)

@@ -9,9 +9,16 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+import parallel
+
 FLAGS = flags.FLAGS
 # Errors that mean bad input or a diverged run: printed as one line, exit status 1.
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+PREEMPTED_STATUS = 128 + 15  # as if killed by SIGTERM: the job did not finish
+
+
+class Preempted(Exception):
+  """Training stopped on SIGTERM after saving a checkpoint; rerunning resumes it."""
 
 
 def define_flags() -> None:
@@ -35,10 +42,15 @@ def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     quiet_logs(absl_logging.WARNING)  # orbax logs every save at INFO
     try:
+      parallel.configure_cpu_devices()
       result = job(FLAGS.config, FLAGS.workdir)
     except USER_ERRORS as error:
       sys.exit(f"error: {error}")
-    print(report(result), flush=True)
+    except Preempted as stopped:
+      print(stopped, flush=True)
+      sys.exit(PREEMPTED_STATUS)
+    if parallel.is_lead_process():
+      print(report(result), flush=True)
 
   app.run(main, flags_parser=parse_flags)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import pathlib
 from typing import Any
 
-import jax
 import ml_collections
 
 import checkpoints
 import cli
 import input_pipeline
+import parallel
 import reporting
 import train
 
@@ -23,21 +23,27 @@ import train
 def evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
   """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
   workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
-  train.check_config(config)
+  parallel.initialize_distributed(config)
+  devices = parallel.DataParallel(config.num_devices)
+  train.check_config(config, devices)
   if checkpoints.latest_step(workdir) is None:
     raise ValueError(f"no checkpoint in {workdir / 'checkpoints'}; train first with "
                      f"`train.py --workdir={workdir}`")
-  checkpoints.check_workdir(config, workdir)
+  checkpoints.check_workdir(config, workdir, checkpoints.SHAPE_FIELDS)
   data = input_pipeline.load_data(config)
   _, _, state = train.create_model_and_state(config, data)  # the structure to restore into
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
-  state = checkpoints.restore(manager, state)
-  manager.close()
-  step = int(jax.device_get(state.step))
-  results = train.evaluate_protocols(state, data, config, train.create_eval_steps(config, data.stats))
+  try:
+    state = checkpoints.restore(manager, state, train.announce)
+  finally:
+    manager.close()
+  step = int(state.step)
+  results = train.evaluate_protocols(devices.replicate(state), data, config,
+                                     train.create_eval_steps(config, data.stats, devices), devices)
   for protocol, metrics in results.items():
     metrics["step"] = step
-    reporting.write_results(workdir, protocol, metrics)
+    if parallel.is_lead_process():
+      reporting.write_results(workdir, protocol, metrics)
   return results
 
 

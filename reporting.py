@@ -38,6 +38,16 @@ class MetricsWriter:
     self._jsonl.close()
 
 
+class NullWriter:
+  """The writer of processes other than the lead one: they log nothing."""
+
+  def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
 class Progress:
   """Step, loss, images/s and ETA, measured between calls (compile time is reported apart)."""
 
@@ -82,6 +92,8 @@ def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
   metrics = read_metrics(workdir)
   figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(11, 4))
   for split, rows in metrics.items():
+    if "loss" not in rows[0]:
+      continue  # schedule decisions
     steps = [row["step"] for row in rows]
     style = "-" if split == "train" else "o-"
     loss_axis.plot(steps, [row["loss"] for row in rows], style, label=split)

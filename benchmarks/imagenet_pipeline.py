@@ -27,6 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import models  # noqa: E402
+import parallel  # noqa: E402
 import train  # noqa: E402
 from configs import alexnet  # noqa: E402
 from input_pipeline import augment, color_pca, preprocess  # noqa: E402
@@ -61,6 +62,7 @@ class JpegSource:
 def main(argv):
   del argv
   args = flags.FLAGS
+  parallel.configure_cpu_devices()
   config = alexnet.get_config()
   workers = config.dataset.num_workers or os.cpu_count() or 1
   reader = SplitReader(JpegSource(args.images), preprocess.make_host_preprocess(config.dataset),
@@ -72,23 +74,27 @@ def main(argv):
   stats = color_pca.IMAGENET
   fn = jax.jit(augment.make_train_preprocess(config, stats))
   batch = jnp.asarray(np.resize(images, (args.batch, 256, 256, 3)))
-  jax.block_until_ready(fn(batch, jax.random.key(0)))
+  keys = lambda seed: augment.example_keys(jax.random.key(seed), 0, args.batch)
+  jax.block_until_ready(fn(batch, keys(0)))
   start = time.perf_counter()
   for step in range(args.steps):
-    jax.block_until_ready(fn(batch, jax.random.key(step)))
+    jax.block_until_ready(fn(batch, keys(step)))
   device_augment = args.steps * args.batch / (time.perf_counter() - start)
 
-  model = models.create_model(config.model, 1000)
+  devices = parallel.DataParallel()
+  devices.check_batch_size("--batch", args.batch)
+  model = models.create_model(config.model, 1000).clone(axis_name=parallel.AXIS)
   learning_rate_fn = train.create_learning_rate_fn(config, 1_281_167)
-  state = train.create_train_state(config, model, (227, 227, 3),
-                                   train.create_optimizer(config, learning_rate_fn))
-  step_fn = train.create_train_step(config, model, learning_rate_fn, stats)
-  train_batch = {"image": batch, "label": jnp.asarray(np.resize(labels, args.batch), jnp.int32)}
-  state, _ = step_fn(state, train_batch, jax.random.key(0))
+  state = devices.replicate(train.create_train_state(
+      config, model, (227, 227, 3), train.create_optimizer(config, learning_rate_fn)))
+  step_fn = train.create_train_step(config, model, learning_rate_fn, stats, devices)
+  train_batch = devices.shard({"image": np.asarray(batch),
+                               "label": np.resize(labels, args.batch).astype(np.int32)})
+  state, _ = step_fn(state, train_batch)
   jax.block_until_ready(state)
   start = time.perf_counter()
   for _ in range(args.steps):
-    state, _ = step_fn(state, train_batch, jax.random.key(0))
+    state, _ = step_fn(state, train_batch)
   jax.block_until_ready(state)
   step_speed = args.steps * args.batch / (time.perf_counter() - start)
 

@@ -5,7 +5,7 @@
 Prints, measured in one run on this machine:
   * loading:   reading the Fashion-MNIST splits from ArrayRecord into memory and normalising them;
   * pipeline:  one epoch of shuffled training batches, host side only;
-  * bare step: the same jitted train step on one batch already on the device, nothing else;
+  * bare step: the same data-parallel train step on one batch already on the devices, nothing else;
   * loop:      train.train_and_evaluate (input pipeline, metrics, logging, checkpoints), excluding
                its first log interval (compile) and the final evaluation;
 and the ratio loop / bare step (bare measured before and after the loop, averaged).
@@ -25,6 +25,7 @@ from absl import logging as absl_logging
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import input_pipeline  # noqa: E402
+import parallel  # noqa: E402
 import reporting  # noqa: E402
 import train  # noqa: E402
 from configs import default  # noqa: E402
@@ -49,18 +50,19 @@ def time_pipeline_epoch(config, data) -> float:
 
 
 def time_bare_step(config, data, steps: int) -> float:
-  """Images/s of the jitted train step alone, on one device-resident batch."""
+  """Images/s of the data-parallel train step alone, on one device-resident batch."""
+  devices = parallel.DataParallel(config.num_devices)
   model, learning_rate_fn, state = train.create_model_and_state(config, data)
-  batch = jax.device_put(next(input_pipeline.train_batches(data.train, config.batch_size,
-                                                           config.seed)))
-  key = jax.random.key(0)
-  step = train.create_train_step(config, model, learning_rate_fn, data.stats)
+  state = devices.replicate(state)
+  batch = devices.shard(next(input_pipeline.train_batches(data.train, config.batch_size,
+                                                          config.seed)))
+  step = train.create_train_step(config, model, learning_rate_fn, data.stats, devices)
   for _ in range(20):  # compile and warm up
-    state, _ = step(state, batch, key)
+    state, _ = step(state, batch)
   jax.block_until_ready(state)
   start = time.perf_counter()
   for _ in range(steps):
-    state, _ = step(state, batch, key)
+    state, _ = step(state, batch)
   jax.block_until_ready(state)
   return steps * config.batch_size / (time.perf_counter() - start)
 
@@ -83,6 +85,7 @@ def time_loop(config, steps: int) -> float:
 def main(argv):
   del argv
   absl_logging.set_verbosity(absl_logging.WARNING)
+  parallel.configure_cpu_devices()
   steps = flags.FLAGS.steps
   config = default.get_config()
   data, load_seconds = time_loading(config)

@@ -65,10 +65,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.weight_decay = 5e-4   # added to the gradient, as Krizhevsky et al. 2012 §5
 
   config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = "cosine"   # constant, cosine, step
+  config.schedule.name = "cosine"   # constant, cosine, step, plateau
   config.schedule.warmup_epochs = 0.5
   config.schedule.step_epochs = (6, 9)  # "step": multiply by step_factor at these epochs
-  config.schedule.step_factor = 0.1
+  config.schedule.step_factor = 0.1     # "step" and "plateau": the factor of each division
+  # "plateau": multiply by step_factor when the eval top-1 error has not improved by more than
+  # plateau_threshold points for plateau_patience evaluations (the AlexNet/VGG/ResNet recipe).
+  config.schedule.plateau_patience = 2
+  config.schedule.plateau_threshold = 0.1
 
   config.batch_size = 128
   config.eval_batch_size = 1000
@@ -79,4 +83,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.log_every_steps = 100
   config.seed = 0
+
+  # Data parallelism: the global batch is split across the devices (jax.pmap). On CPU the host
+  # is split into $CONVZOO_CPU_DEVICES devices (default 8, measured in benchmarks/devices.py).
+  config.num_devices = 0            # 0: every local device; else the first N
+  config.distributed = ml_collections.ConfigDict()
+  config.distributed.enabled = False        # jax.distributed.initialize (or $CONVZOO_DISTRIBUTED=1)
+  config.distributed.coordinator_address = ""  # "": from the cluster environment
+  config.distributed.num_processes = 0      # 0: from the cluster environment
+  config.distributed.process_id = -1        # -1: from the cluster environment
   return config

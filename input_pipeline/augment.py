@@ -3,6 +3,8 @@
 They run inside the jitted train and eval steps on uint8 batches of the stored shape
 (e.g. 256×256×3): the host only decodes and resizes, the accelerator does the rest. Every
 training transform is switchable from the config (`augment.*`), so ablations can turn each off.
+Random draws come from one key per example (`example_keys`), folded from the example's place
+in the global batch, so they do not depend on how the batch is split across devices.
 """
 
 from __future__ import annotations
@@ -27,25 +29,32 @@ class ColorStats:
   eigvecs: np.ndarray     # [C, C], columns are the eigenvectors p_i
 
 
-def random_crop(images: Array, key: Array, size: int) -> Array:
+def example_keys(key: Array, first: int | Array, count: int) -> Array:
+  """Keys of examples first … first+count−1 of a global batch: [count]."""
+  return jax.vmap(jax.random.fold_in, (None, 0))(key, first + jnp.arange(count))
+
+
+def random_crop(images: Array, keys: Array, size: int) -> Array:
   """A `size`×`size` window at a uniformly random position in each image of [B, H, W, C]."""
-  batch, height, width, channels = images.shape
-  top_key, left_key = jax.random.split(key)
-  tops = jax.random.randint(top_key, (batch,), 0, height - size + 1)
-  lefts = jax.random.randint(left_key, (batch,), 0, width - size + 1)
-  crop = lambda image, top, left: jax.lax.dynamic_slice(image, (top, left, 0), (size, size, channels))
-  return jax.vmap(crop)(images, tops, lefts)
+  height, width, channels = images.shape[1:]
+
+  def crop(image: Array, key: Array) -> Array:
+    top = jax.random.randint(jax.random.fold_in(key, 0), (), 0, height - size + 1)
+    left = jax.random.randint(jax.random.fold_in(key, 1), (), 0, width - size + 1)
+    return jax.lax.dynamic_slice(image, (top, left, 0), (size, size, channels))
+
+  return jax.vmap(crop)(images, keys)
 
 
-def random_flip(images: Array, key: Array) -> Array:
+def random_flip(images: Array, keys: Array) -> Array:
   """Each image mirrored left-right with probability 1/2."""
-  flip = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
-  return jnp.where(flip, images[:, :, ::-1], images)
+  flip = jax.vmap(lambda key: jax.random.bernoulli(key, 0.5))(keys)
+  return jnp.where(flip[:, None, None, None], images[:, :, ::-1], images)
 
 
-def pca_lighting_shift(key: Array, batch: int, eigvals: Array, eigvecs: Array, sigma: float) -> Array:
+def pca_lighting_shift(keys: Array, eigvals: Array, eigvecs: Array, sigma: float) -> Array:
   """[p1 p2 p3]·[α1 λ1, α2 λ2, α3 λ3]ᵀ per image, α ~ N(0, σ) (Krizhevsky et al. 2012 §4.1): [B, C]."""
-  alphas = sigma * jax.random.normal(key, (batch, eigvals.shape[0]))
+  alphas = sigma * jax.vmap(lambda key: jax.random.normal(key, eigvals.shape))(keys)
   return (alphas * eigvals) @ eigvecs.T
 
 
@@ -80,21 +89,22 @@ NORMALIZATIONS = ("standardize", "standardize_per_pixel", "mean", "mean_per_pixe
 
 
 def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Array], Array]:
-  """(uint8 [B, H, W, C], key) → float32 [B, S, S, C]: lighting, normalisation, crop, flip."""
+  """(uint8 [B, H, W, C], keys [B]) → float32 [B, S, S, C]: lighting, normalisation, crop, flip."""
   augment, size = config.augment, config.dataset.image_size
 
-  def preprocess(images: Array, key: Array) -> Array:
-    crop_key, flip_key, light_key = jax.random.split(key, 3)
+  def preprocess(images: Array, keys: Array) -> Array:
+    split = jax.vmap(lambda key: jax.random.split(key, 3))(keys)  # [B, 3]
+    crop_keys, flip_keys, light_keys = split[:, 0], split[:, 1], split[:, 2]
     x = normalize(images, stats, config.dataset.normalization)
     if augment.pca_lighting > 0:
-      shift = pca_lighting_shift(light_key, images.shape[0], jnp.asarray(stats.eigvals),
+      shift = pca_lighting_shift(light_keys, jnp.asarray(stats.eigvals),
                                  jnp.asarray(stats.eigvecs), augment.pca_lighting)
       scale = stats.std if config.dataset.normalization.startswith("standardize") else 1.0
       x = x + (shift / jnp.asarray(scale, jnp.float32))[:, None, None, :]
     if size and size < images.shape[1]:
-      x = random_crop(x, crop_key, size) if augment.random_crop else center_crop(x, size)
+      x = random_crop(x, crop_keys, size) if augment.random_crop else center_crop(x, size)
     if augment.flip:
-      x = random_flip(x, flip_key)
+      x = random_flip(x, flip_keys)
     return x
 
   return preprocess

@@ -86,9 +86,12 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def train_batches(reader: SplitReader, batch_size: int, seed: int,
-                  start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-  """Endless shuffled batches from step `start_step` on; each epoch drops its partial batch."""
+def train_batches(reader: SplitReader, batch_size: int, seed: int, start_step: int = 0,
+                  part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
+  """Endless shuffled global batches from step `start_step` on; each epoch drops its partial
+  batch. With `part=(i, n)`, this process reads the i-th of n equal slices of every batch."""
+  index, count = part
+  share = batch_size // count
   steps_per_epoch = len(reader) // batch_size
   if steps_per_epoch == 0:
     raise ValueError(f"batch_size {batch_size} is larger than the training split "
@@ -101,7 +104,8 @@ def train_batches(reader: SplitReader, batch_size: int, seed: int,
     if epoch not in orders:  # one permutation per epoch, kept while it is in use
       orders.clear()
       orders[epoch] = epoch_permutation(seed, epoch, len(reader))
-    return orders[epoch][step_in_epoch * batch_size:(step_in_epoch + 1) * batch_size]
+    first = step_in_epoch * batch_size + index * share
+    return orders[epoch][first:first + share]
 
   step, pending = start_step, reader.prefetch(indices(start_step))
   while True:
@@ -111,19 +115,24 @@ def train_batches(reader: SplitReader, batch_size: int, seed: int,
     yield {"image": images, "label": labels}
 
 
-def eval_batches(reader: SplitReader, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(reader: SplitReader, batch_size: int,
+                 part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
   """The split in order, in batches of exactly `batch_size`; the last is zero-padded.
 
   `mask` is 1 for real examples and 0 for padding, so every example counts exactly once.
+  With `part=(i, n)`, this process reads the i-th of n equal slices of every batch.
   """
+  index, count = part
+  share = batch_size // count
   starts = range(0, len(reader), batch_size)
-  span = lambda start: np.arange(start, min(start + batch_size, len(reader)))
+  span = lambda start: np.arange(min(start + index * share, len(reader)),
+                                 min(start + (index + 1) * share, len(reader)))
   pending = reader.prefetch(span(0))
   for start in starts:
     images, labels = pending.result()
     if start + batch_size < len(reader):
       pending = reader.prefetch(span(start + batch_size))
-    padding = batch_size - len(images)
+    padding = share - len(images)
     yield {
         "image": np.pad(images, [(0, padding)] + [(0, 0)] * (images.ndim - 1)),
         "label": np.pad(labels, (0, padding)),

@@ -58,6 +58,7 @@ class Context:
   batch_norm: bool
   dtype: jnp.dtype
   train: bool
+  axis_name: str | None = None  # the devices' batch axis: statistics and masks span the global batch
 
   def conv(self, x: Array, features: int, kernel: int, stride: int = 1, padding: int | str = 0,
            groups: int = 1, activation: bool = True, use_bias: bool = True,
@@ -69,7 +70,9 @@ class Context:
                 kernel_init=self.kernel_init, dtype=self.dtype, name=name)(x)
     if self.batch_norm:
       x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, name=f"{name}_bn")(x)
+                       dtype=self.dtype, axis_name=self.axis_name if self.train else None,
+                       use_fast_variance=False,
+                       name=f"{name}_bn")(x)
     return self.activation(x) if activation else x
 
   def dense(self, x: Array, features: int, activation: bool = True, name: str = "dense") -> Array:
@@ -167,7 +170,28 @@ class Dropout:
   group: str | None = None
 
   def __call__(self, x: Array, ctx: Context) -> Array:
-    return nn.Dropout(self.rate, deterministic=not ctx.train, name=self.name)(x)
+    return GlobalBatchDropout(self.rate, ctx.axis_name, name=self.name)(x, not ctx.train)
+
+
+class GlobalBatchDropout(nn.Module):
+  """Inverted dropout whose mask is drawn for the whole global batch and sliced per device, so
+  training draws the same masks on one device or many (the mask is small: FC layers)."""
+  rate: float
+  axis_name: str | None = None
+
+  @nn.compact
+  def __call__(self, x: Array, deterministic: bool) -> Array:
+    if deterministic or self.rate == 0:
+      return x
+    key = self.make_rng("dropout")
+    if self.axis_name is None:
+      keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+    else:
+      devices = jax.lax.psum(1, self.axis_name)
+      keep = jax.random.bernoulli(key, 1.0 - self.rate, (devices * x.shape[0], *x.shape[1:]))
+      start = jax.lax.axis_index(self.axis_name) * x.shape[0]
+      keep = jax.lax.dynamic_slice_in_dim(keep, start, x.shape[0])
+    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,7 +315,7 @@ class AuxClassifier(nn.Module):
     ctx = self.ctx
     y = ctx.conv(pool(x, "avg", 5, 3), 128, 1, name="conv")
     y = ctx.dense(y, 1024, name="fc")
-    y = nn.Dropout(0.7, deterministic=not ctx.train)(y)
+    y = GlobalBatchDropout(0.7, ctx.axis_name)(y, not ctx.train)
     return ctx.dense(y, self.spec.num_classes, activation=False, name="linear")
 
 
@@ -327,12 +351,13 @@ class ConvNet(nn.Module):
   kernel_init: str = "he"
   batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
+  axis_name: str | None = None  # set when training data-parallel (parallel.AXIS)
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
     ctx = Context(lookup(ACTIVATIONS, "activation", self.activation),
                   lookup(INITIALIZERS, "initializer", self.kernel_init),
-                  self.batch_norm, self.dtype, train)
+                  self.batch_norm, self.dtype, train, self.axis_name)
     x = x.astype(self.dtype)
     intermediates = {}
     for layer in self.layers:

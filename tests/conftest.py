@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import gzip
+import os
 import pathlib
+
+# Multi-device code is tested on 8 host CPU devices; set before JAX starts its backends.
+if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + " --xla_force_host_platform_device_count=8").strip()
 
 import ml_collections
 import numpy as np
 import pytest
 
+import checkpoints
+import train
 from configs import default
 from input_pipeline import datasets, fashion_mnist
 
@@ -76,3 +84,19 @@ def tiny_config(tiny_data_dir):
   fast = dict(batch_size=32, num_train_steps=40, eval_every_steps=20, checkpoint_every_steps=20,
               eval_batch_size=64)
   return lambda **overrides: make_config(tiny_data_dir, **{**fast, **overrides})
+
+
+def crash_after_checkpoint(monkeypatch, crash_step, config, workdir):
+  """Runs `config` in `workdir` until its checkpoint of `crash_step` is on disk, then fails."""
+  save = checkpoints.save
+
+  def save_then_crash(manager, step, state):
+    save(manager, step, state)
+    if step == crash_step:
+      manager.wait_until_finished()
+      raise KeyboardInterrupt(f"killed after the checkpoint of step {crash_step}")
+
+  monkeypatch.setattr(checkpoints, "save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    train.train_and_evaluate(config, workdir)
+  monkeypatch.undo()

@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 
 import input_pipeline
 import models
+import parallel
 import train
 from input_pipeline import augment, color_pca, preprocess
 from tests.conftest import make_config
@@ -36,7 +37,7 @@ def expected_window(top: int, left: int, size: int, mirrored: bool = False) -> n
 
 def test_random_crops_are_windows_inside_the_image_of_the_right_size():
   images = coordinate_images(64)
-  crops = np.asarray(augment.random_crop(jnp.asarray(images), jax.random.key(0), 8))
+  crops = np.asarray(augment.random_crop(jnp.asarray(images), augment.example_keys(jax.random.key(0), 0, 64), 8))
   assert crops.shape == (64, 8, 8, 2)
   positions = set()
   for crop in crops:
@@ -49,7 +50,7 @@ def test_random_crops_are_windows_inside_the_image_of_the_right_size():
 
 def test_flips_mirror_or_keep_and_are_involutions():
   images = jnp.asarray(coordinate_images(32))
-  key = jax.random.key(3)
+  key = augment.example_keys(jax.random.key(3), 0, 32)
   flipped = np.asarray(augment.random_flip(images, key))
   mirrored = [not np.array_equal(f, i) for f, i in zip(flipped, np.asarray(images))]
   assert 0 < sum(mirrored) < 32
@@ -61,9 +62,9 @@ def test_flips_mirror_or_keep_and_are_involutions():
 def test_pca_shift_equals_the_formula():
   eigvals = np.array([0.3, 0.02, 0.005])
   eigvecs = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
-  key, sigma = jax.random.key(7), 0.1
-  shift = np.asarray(augment.pca_lighting_shift(key, 5, jnp.asarray(eigvals), jnp.asarray(eigvecs), sigma))
-  alphas = sigma * np.asarray(jax.random.normal(key, (5, 3)))
+  keys, sigma = augment.example_keys(jax.random.key(7), 0, 5), 0.1
+  shift = np.asarray(augment.pca_lighting_shift(keys, jnp.asarray(eigvals), jnp.asarray(eigvecs), sigma))
+  alphas = sigma * np.stack([np.asarray(jax.random.normal(k, (3,))) for k in keys])
   for b in range(5):
     expected = sum(eigvecs[:, i] * alphas[b, i] * eigvals[i] for i in range(3))  # Σ p_i α_i λ_i
     np.testing.assert_allclose(shift[b], expected, rtol=1e-5, atol=1e-9)
@@ -116,9 +117,12 @@ def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
   labels = np.array([1, 2, 3])
   variables = model.init(jax.random.key(0), jnp.zeros((1, 24, 24, 3)))
   state = train.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                  tx=train.optax.sgd(0.1), batch_stats=variables["batch_stats"])
-  step = train.create_eval_steps(config, stats)["ten_crop"]
-  counts = jax.device_get(step(state, {"image": images, "label": labels, "mask": np.ones(3)}))
+                                  tx=train.optax.sgd(0.1), batch_stats=variables["batch_stats"],
+                                  rng=None, plateau=train.Plateau.create())
+  devices = parallel.DataParallel(num_devices=1)
+  step = train.create_eval_steps(config, stats, devices)["ten_crop"]
+  batch = {"image": images, "label": labels, "mask": np.ones(3, np.float32)}
+  counts = devices.unreplicate(step(devices.replicate(state), devices.shard(batch)))
   crops = augment.ten_crops(jnp.asarray(images, jnp.float32) / 255.0, 24)
   logits = [model.apply(variables, crop)[0] for crop in crops]
   probabilities = np.mean([jax.nn.softmax(l) for l in logits], axis=0)
@@ -132,10 +136,14 @@ def test_same_seed_same_augmentation():
                        augment__pca_lighting=0.1)
   fn = augment.make_train_preprocess(config, color_pca.IMAGENET)
   images = jnp.asarray(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
-  a, b = fn(images, jax.random.key(1)), fn(images, jax.random.key(1))
+  keys = lambda seed, first=0: augment.example_keys(jax.random.key(seed), first, 4)
+  a, b = fn(images, keys(1)), fn(images, keys(1))
   np.testing.assert_array_equal(a, b)
   assert a.shape == (4, 24, 24, 3)
-  assert not np.array_equal(a, fn(images, jax.random.key(2)))
+  assert not np.array_equal(a, fn(images, keys(2)))
+  # Each example's draws depend on its key alone: halves of the batch augment the same way.
+  halves = np.concatenate([fn(images[:2], keys(1)[:2]), fn(images[2:], keys(1, 2)[:2])])
+  np.testing.assert_array_equal(a, halves)
 
 
 def imagenet_like(**overrides):
@@ -145,8 +153,8 @@ def imagenet_like(**overrides):
                        dataset__center_crop=36, dataset__pad=0, dataset__image_size=32,
                        dataset__color_stats="imagenet", dataset__normalization="mean",
                        augment__random_crop=True, augment__flip=True, augment__pca_lighting=0.1,
-                       eval__ten_crop=True, model__name="cifar_resnet20", batch_size=4,
-                       eval_batch_size=7, num_train_steps=3, eval_every_steps=3,
+                       eval__ten_crop=True, model__name="cifar_resnet20", batch_size=8,
+                       eval_batch_size=8, num_train_steps=3, eval_every_steps=3,
                        checkpoint_every_steps=3, log_every_steps=1)
   del config.model.form
   config.model.shortcut = "A"

@@ -15,9 +15,10 @@ import checkpoints
 import eval as evaluation
 import input_pipeline
 import models
+import parallel
 import reporting
 import train
-from tests.conftest import TINY_TEST, make_config
+from tests.conftest import TINY_TEST, crash_after_checkpoint, make_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -39,9 +40,11 @@ def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
   data = input_pipeline.load_data(config)
   model = models.create_model(config.model, 10)
   state = train.create_train_state(config, model, (32, 32, 1), train.create_optimizer(config, 0.1))
-  eval_step = train.create_eval_steps(config, data.stats)["single"]
+  devices = parallel.DataParallel(num_devices=1)
+  eval_step = train.create_eval_steps(config, data.stats, devices)["single"]
   evaluate = lambda batch_size: train.evaluate(
-      state, input_pipeline.eval_batches(data.eval, batch_size), eval_step)
+      devices.replicate(state), input_pipeline.eval_batches(data.eval, batch_size), eval_step,
+      devices)
   reference = evaluate(500)
   assert reference["num_examples"] == 10_000
   for batch_size in (10_000, 999, 4096, 12_345):
@@ -79,22 +82,6 @@ def test_run_writes_results_curves_and_logs(tiny_config, tmp_path):
   assert [r["step"] for r in rows["eval"]] == [20, 40]
   assert all(r["images_per_second"] > 0 for r in rows["train"])
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
-
-
-def crash_after_checkpoint(monkeypatch, crash_step, config, workdir):
-  """Runs `config` in `workdir` until its checkpoint of `crash_step` is on disk, then fails."""
-  save = checkpoints.save
-
-  def save_then_crash(manager, step, state):
-    save(manager, step, state)
-    if step == crash_step:
-      manager.wait_until_finished()
-      raise KeyboardInterrupt(f"killed after the checkpoint of step {crash_step}")
-
-  monkeypatch.setattr(checkpoints, "save", save_then_crash)
-  with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, workdir)
-  monkeypatch.undo()
 
 
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
@@ -154,7 +141,7 @@ BAD_CONFIGS = [
     ({"model__activation": "gelu"}, "unknown model.activation 'gelu'"),
     ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
     ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
-    ({"schedule__name": "plateau"}, "unknown schedule.name 'plateau'"),
+    ({"schedule__name": "poly"}, "unknown schedule.name 'poly'"),
     ({"dataset__pad": 0}, "model 'lenet5': the network cannot take input 28×28×1"),
     ({"model__remove": "f7"}, "cannot remove 'f7': no such layer; valid names: c1, s2, c3"),
     ({"model__remove": "output"}, "cannot remove 'output': it produces the class scores"),

@@ -1,5 +1,7 @@
 """The case-study networks: shapes from the papers' tables, parameter counts, LRN, removal, widths."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 import models
+import parallel
 import train
 from models.layers import AuxHead, Conv, ConvNet, Dense, GlobalAvgPool, local_response_norm
 
@@ -320,10 +323,15 @@ def test_auxiliary_losses_join_the_training_objective():
   labels = jnp.array([0, 1, 2, 3])
   tx = train.optax.sgd(0.0)
   state = train.TrainState.create(apply_fn=model.apply, tx=tx, batch_stats={},
-                                  params=model.init(jax.random.key(1), images)["params"])
-  _, metrics = train.train_step(state, {"image": images, "label": labels}, jax.random.key(2),
-                                lambda step: 0.0, lambda images, key: images,
-                                tuple(model.aux_loss_weights().items()))
+                                  params=model.init(jax.random.key(1), images)["params"],
+                                  rng=jax.random.key_data(jax.random.key(2)),
+                                  plateau=train.Plateau.create())
+  devices = parallel.DataParallel(num_devices=1)
+  step = devices.map(functools.partial(
+      train.train_step, learning_rate_fn=lambda step: 0.0, preprocess=lambda images, keys: images,
+      aux_loss_weights=tuple(model.aux_loss_weights().items())))
+  _, metrics = step(devices.replicate(state), devices.shard({"image": images, "label": labels}))
+  metrics = devices.unreplicate(metrics)
   # The dropout key train_step uses at step 0.
   _, dropout_key = jax.random.split(jax.random.fold_in(jax.random.key(2), 0))
   logits, intermediates = model.apply({"params": state.params}, images, train=True,
