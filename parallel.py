@@ -22,9 +22,11 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "batch"
-# Host CPU devices when the CPU is the accelerator: XLA's CPU backend leaves cores idle in one
-# large step, and splitting it recovers them (benchmarks/devices.py; figures in the README).
-DEFAULT_CPU_DEVICES = 8
+# Host CPU devices when the CPU is the accelerator: one per core, at most 8. XLA's CPU backend
+# leaves cores idle in one large step, and splitting it recovers them, but more devices than
+# cores only add collectives (benchmarks/devices.py on 2 cores: 2 devices beat 1 and 8 for
+# LeNet-5, CIFAR ResNet-20 and AlexNet; figures in the README).
+DEFAULT_CPU_DEVICES = min(os.cpu_count() or 1, 8)
 CPU_DEVICES_ENV = "CONVZOO_CPU_DEVICES"
 
 
@@ -44,7 +46,8 @@ def example_offset(local_batch: int) -> jax.Array:
 
 
 def configure_cpu_devices(count: int | None = None) -> None:
-  """Splits the host CPU into `count` XLA devices (default: $CONVZOO_CPU_DEVICES or 8).
+  """Splits the host CPU into `count` XLA devices (default: $CONVZOO_CPU_DEVICES, else one per
+  core up to 8).
 
   Must run before JAX starts its backends; an explicit XLA_FLAGS device count wins.
   """
@@ -126,10 +129,12 @@ class DataParallel:
     devices = self.devices if jax.process_count() == 1 else None
     mapped = jax.pmap(step, axis_name=AXIS, in_axes=in_axes, donate_argnums=tuple(donate),
                       devices=devices)
-    if jax.process_count() == 1 or self.devices[0].platform != "cpu":
+    if self.num_devices == 1 or self.devices[0].platform != "cpu":
       return mapped
-    # Across CPU processes (gloo), two steps in flight with several local devices deadlock
-    # in their collectives (measured with 2 processes × 4 devices): run one step at a time.
+    # XLA:CPU's host devices share the host's threads: with two multi-device steps in flight,
+    # one step's all-reduce can wait forever for a device thread the other holds (measured
+    # here: "only 7 of 8 threads arrived", and the same across processes with gloo). On the
+    # CPU, where host and devices share the cores anyway, steps run one at a time.
     return lambda *args: jax.block_until_ready(mapped(*args))
 
   def replicate(self, tree: Any) -> Any:

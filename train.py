@@ -3,7 +3,8 @@
   .venv/bin/python train.py --config=configs/default.py --workdir=DIR [--config.FIELD=VALUE ...]
 
 Trains data-parallel on every local device (on CPU, the host is split into $CONVZOO_CPU_DEVICES
-devices, 8 by default), or on every device of every host with `--config.distributed.enabled`.
+devices, one per core up to 8 by default), or on every device of every host with
+`--config.distributed.enabled`.
 Resumes from the newest restorable checkpoint in DIR; on SIGTERM saves and exits (status 143).
 Writes TensorBoard events, metrics.jsonl, curves.png and results.json there.
 """

@@ -100,7 +100,7 @@ def main(argv):
         f"{len(data.train) + len(data.eval)} images")
   print(f"input pipeline, host only: {pipeline:,.0f} img/s "
         f"({len(data.train) / pipeline:.2f} s per epoch)")
-  print(f"bare jitted step: {bare:,.0f} img/s (before {bare_before:,.0f}, after {bare_after:,.0f})")
+  print(f"bare step:  {bare:,.0f} img/s (before {bare_before:,.0f}, after {bare_after:,.0f})")
   print(f"train loop:       {loop:,.0f} img/s")
   print(f"loop / bare step: {loop / bare:.3f}")
 

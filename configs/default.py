@@ -85,7 +85,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   # Data parallelism: the global batch is split across the devices (jax.pmap). On CPU the host
-  # is split into $CONVZOO_CPU_DEVICES devices (default 8, measured in benchmarks/devices.py).
+  # is split into $CONVZOO_CPU_DEVICES devices (default: one per core up to 8; benchmarks/devices.py).
   config.num_devices = 0            # 0: every local device; else the first N
   config.distributed = ml_collections.ConfigDict()
   config.distributed.enabled = False        # jax.distributed.initialize (or $CONVZOO_DISTRIBUTED=1)
