@@ -26,6 +26,8 @@ from absl import app, flags
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import stepping  # noqa: E402
+
 flags.DEFINE_list("counts", ["1", "2", "8"], "host device counts to compare")
 flags.DEFINE_list("models", ["lenet5", "cifar_resnet20", "alexnet"], "models to time")
 flags.DEFINE_string("child", "", "internal: time one model in this process (JSON on stdout)")
@@ -75,16 +77,8 @@ def time_child(name: str, with_checkpoint: bool) -> dict:
   batch = devices.shard({"image": rng.integers(0, 256, (batch_size, *stored), dtype=np.uint8),
                          "label": rng.integers(0, num_classes, batch_size).astype(np.int32)})
   step = train.create_train_step(config, model, learning_rate_fn, stats, devices)
-  state = devices.replicate(state)
-  for _ in range(2):  # compile and warm up
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  seconds_per_step = (time.perf_counter() - start) / steps
-  result = {"images_per_second": batch_size / seconds_per_step, "step_seconds": seconds_per_step,
+  state, seconds = stepping.seconds_per_step(step, devices.replicate(state), batch, steps, warmup=2)
+  result = {"images_per_second": batch_size / seconds, "step_seconds": seconds,
             "batch": batch_size, "devices": devices.num_devices}
   if with_checkpoint:
     with tempfile.TemporaryDirectory() as workdir:

@@ -25,12 +25,13 @@ from absl import logging as absl_logging
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import input_pipeline  # noqa: E402
+from benchmarks import stepping  # noqa: E402
 import parallel  # noqa: E402
 import reporting  # noqa: E402
 import train  # noqa: E402
 from configs import default  # noqa: E402
 
-flags.DEFINE_integer("steps", 2000, "training steps for the loop and the bare step")
+flags.DEFINE_integer("steps", 2000, "training steps for the loop and the bare step", lower_bound=300)
 
 
 def time_loading(config) -> tuple[input_pipeline.Data, float]:
@@ -57,14 +58,8 @@ def time_bare_step(config, data, steps: int) -> float:
   batch = devices.shard(next(input_pipeline.train_batches(data.train, config.batch_size,
                                                           config.seed)))
   step = train.create_train_step(config, model, learning_rate_fn, data.stats, devices)
-  for _ in range(20):  # compile and warm up
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, _ = step(state, batch)
-  jax.block_until_ready(state)
-  return steps * config.batch_size / (time.perf_counter() - start)
+  _, seconds = stepping.seconds_per_step(step, state, batch, steps, warmup=20)
+  return config.batch_size / seconds
 
 
 def time_loop(config, steps: int) -> float:
