@@ -18,12 +18,14 @@ from jax.experimental import multihost_utils
 CONFIG_FILE = "config.json"
 UNRESTORABLE = "unrestorable_checkpoints"  # where checkpoints that fail to restore are moved
 # Config fields that decide the shapes of the saved state: evaluation needs these to match.
-SHAPE_FIELDS = ("model", "dataset.name", "dataset.pad", "dataset.resize", "dataset.center_crop",
-                "dataset.image_size")
+SHAPE_FIELDS = ("model", "dataset.name", "dataset.classes", "dataset.pad", "dataset.resize",
+                "dataset.center_crop", "dataset.image_size")
 # A resumed run must also share what a step means (the data stream and the random draws) and
 # the optimizer state's form, or it would not continue the same run.
 RESUME_FIELDS = SHAPE_FIELDS + ("dataset.train_split", "batch_size", "seed", "optimizer.momentum",
-                                "optimizer.nesterov", "schedule.name")
+                                "optimizer.nesterov", "optimizer.frozen",
+                                "optimizer.lr_multipliers", "optimizer.linear_probe",
+                                "schedule.name")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -29,6 +29,7 @@ from flax.training import train_state
 
 import checkpoints
 import cli
+import finetune
 import input_pipeline
 from input_pipeline import augment
 import models
@@ -102,9 +103,12 @@ def check_config(config: ml_collections.ConfigDict, devices: parallel.DataParall
                      f"top-{TOP_K} error needs at least {TOP_K}")
   model = models.create_model(config.model, info.num_classes)
   try:
-    models.trace(model, input_pipeline.input_shape(config, info), info.num_classes)
+    variables, _ = models.trace(model, input_pipeline.input_shape(config, info), info.num_classes)
   except ValueError as error:
     raise ValueError(f"model {config.model.name!r}: {error}") from error
+  finetune.check(config, variables["params"])
+  if config.init_from and not (pathlib.Path(config.init_from) / "checkpoints").is_dir():
+    raise ValueError(f"init_from {config.init_from}: no checkpoints folder there")
   return info
 
 
@@ -139,12 +143,17 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, num_train_example
   return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), after_warmup], [warmup])
 
 
-def create_optimizer(config: ml_collections.ConfigDict,
-                     learning_rate_fn: optax.Schedule) -> optax.GradientTransformation:
-  """SGD with momentum; weight decay joins the gradient before momentum (Krizhevsky et al. 2012 §5)."""
-  return optax.chain(
+def create_optimizer(config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule,
+                     head: str = "") -> optax.GradientTransformation:
+  """SGD with momentum; weight decay joins the gradient before momentum (Krizhevsky et al. 2012 §5).
+
+  Frozen layers and learning-rate multipliers (`finetune`) make groups; `head` is the layer a
+  linear probe trains.
+  """
+  make = lambda: optax.chain(
       optax.add_decayed_weights(config.optimizer.weight_decay),
       optax.sgd(learning_rate_fn, config.optimizer.momentum or None, config.optimizer.nesterov))
+  return finetune.grouped(config.optimizer, head, make)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, image_shape: tuple[int, ...],
@@ -166,7 +175,7 @@ def create_model_and_state(config: ml_collections.ConfigDict, data: input_pipeli
   # The batch axis is named so that batch norm and dropout span the global batch when training.
   model = models.create_model(config.model, data.info.num_classes).clone(axis_name=parallel.AXIS)
   state = create_train_state(config, model, input_pipeline.input_shape(config, data.info),
-                             create_optimizer(config, learning_rate_fn))
+                             create_optimizer(config, learning_rate_fn, model.layers[-1].name))
   return model, learning_rate_fn, state
 
 
@@ -376,6 +385,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
   try:
     restored = checkpoints.restore(manager, state, announce)
+    if restored is None and config.init_from:
+      state = state.replace(**finetune.initialize_from(
+          config.init_from, {"params": state.params, "batch_stats": state.batch_stats}, announce,
+          config.init_reset))
     state = devices.replicate(state if restored is None else restored)
     start_step = int(devices.unreplicate(state.step))
     announce(f"{config.model.name} on {info.name}: {num_train} training examples, "

@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.data_dir = ""      # "" = $TFDS_DATA_DIR, else <repo>/data/tfds
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
+  config.dataset.classes = ""       # "": all; else the classes kept, relabelled 0…k−1, e.g. "0-4"
   # Host preprocessing, to one stored uint8 shape (spec §2): resize, centre crop, pad.
   config.dataset.resize = 0         # 0: keep; else the shorter side (or both, resize_mode=warp)
   config.dataset.resize_mode = "shorter_side"
@@ -63,6 +64,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 5e-4   # added to the gradient, as Krizhevsky et al. 2012 §5
+  # Fine-tuning (spec §4): layer/parameter patterns, e.g. frozen="c1,c3", lr_multipliers=
+  # "output=0.1,*=0.01" (first match wins; others ×1); linear_probe trains the head alone.
+  config.optimizer.frozen = ""
+  config.optimizer.lr_multipliers = ""
+  config.optimizer.linear_probe = False
 
   config.schedule = ml_collections.ConfigDict()
   config.schedule.name = "cosine"   # constant, cosine, step, plateau
@@ -83,6 +89,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.keep_checkpoints = 3
   config.log_every_steps = 100
   config.seed = 0
+  config.init_from = ""             # a workdir: start from its newest checkpoint (new head re-initialised)
+  config.init_reset = ""            # with init_from: layers to re-initialise anyway, e.g. "output"
 
   # Data parallelism: the global batch is split across the devices (jax.pmap). On CPU the host
   # is split into $CONVZOO_CPU_DEVICES devices (default: one per core up to 8; benchmarks/devices.py).

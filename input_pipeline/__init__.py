@@ -42,10 +42,32 @@ def input_shape(config: Any, info: datasets.DatasetInfo) -> tuple[int, int, int]
   return (size, size, channels) if size else (height, width, channels)
 
 
+def parse_classes(text: str, num_classes: int) -> tuple[int, ...]:
+  """"0-4" or "5,7,9" → the class ids kept (empty: all); a ValueError names a bad entry."""
+  classes: list[int] = []
+  for entry in (e.strip() for e in text.split(",") if e.strip()):
+    first, _, last = entry.partition("-")
+    try:
+      span = range(int(first), int(last or first) + 1)
+    except ValueError:
+      raise ValueError(f"bad dataset.classes entry {entry!r}; use ids and ranges, e.g. \"0-4\" "
+                       "or \"5,7,9\"") from None
+    for label in span:
+      if not 0 <= label < num_classes or label in classes:
+        raise ValueError(f"dataset.classes: class {label} is out of range 0–{num_classes - 1} "
+                         "or given twice")
+      classes.append(label)
+  return tuple(classes)
+
+
 def check_dataset(config: Any) -> datasets.DatasetInfo:
-  """Checks the config's data fields without reading images; returns the dataset's info."""
+  """Checks the config's data fields without reading images; returns the dataset's info
+  (with the number of classes kept by `dataset.classes`)."""
   dataset = config.dataset
   info = datasets.dataset_info(dataset)
+  classes = parse_classes(dataset.classes, info.num_classes)
+  if classes:
+    info = dataclasses.replace(info, num_classes=len(classes))
   for split in (dataset.train_split, dataset.eval_split):
     datasets.check_split(info, split)
   input_shape(config, info)
@@ -112,4 +134,8 @@ def load_data(config: Any) -> Data:
   info = check_dataset(config)
   train = open_reader(config, config.dataset.train_split, info)
   evaluation = open_reader(config, config.dataset.eval_split, info)
+  classes = parse_classes(config.dataset.classes, datasets.dataset_info(config.dataset).num_classes)
+  if classes:
+    train.keep_classes(classes)
+    evaluation.keep_classes(classes)
   return Data(info, train, evaluation, load_stats(config, train, train.shape[-1]))

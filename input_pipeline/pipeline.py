@@ -30,7 +30,16 @@ class SplitReader:
       self._images, self._labels = self._read_all()
 
   def __len__(self) -> int:
-    return len(self._source)
+    return len(self._source) if self._labels is None else len(self._labels)
+
+  def keep_classes(self, classes: tuple[int, ...]) -> None:
+    """Keeps the examples of `classes` only, relabelled 0, 1, … in that order (in memory only)."""
+    if not self.cached:
+      raise ValueError("dataset.classes needs the splits held in memory; raise dataset.cache_gb")
+    relabel = np.full(max(int(self._labels.max()), max(classes)) + 1, -1, np.int32)
+    relabel[list(classes)] = np.arange(len(classes))
+    kept = relabel[self._labels] >= 0
+    self._images, self._labels = self._images[kept], relabel[self._labels[kept]]
 
   def _read_one(self, index: int) -> tuple[np.ndarray, int]:
     image, label = self._source[index]
