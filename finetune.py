@@ -71,7 +71,7 @@ def check(config: ml_collections.ConfigDict, params: Any) -> None:
               + [p for p, _ in parse_multipliers(optimizer.lr_multipliers)])
   for pattern in patterns:
     if not any(matches(path, pattern) for path in paths):
-      layers = sorted({path.split("/")[0] for path in paths}, key=[p.split("/")[0] for p in paths].index)
+      layers = dict.fromkeys(path.split("/")[0] for path in paths)  # in network order
       raise ValueError(f"layer pattern {pattern!r} matches no parameter; layers: {', '.join(layers)}")
 
 

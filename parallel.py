@@ -123,11 +123,11 @@ class DataParallel:
     """(this process's index, number of processes): which slice of each global batch it reads."""
     return jax.process_index(), jax.process_count()
 
-  def map(self, step: Callable, in_axes: int | tuple = 0, donate: Sequence[int] = ()) -> Callable:
-    """`step` over the devices; `in_axes` as for `jax.pmap` (0: split on the first axis, None:
-    the same value everywhere)."""
+  def map(self, step: Callable, donate: Sequence[int] = ()) -> Callable:
+    """`step` over the devices: every argument split on its first axis (replicated state, sharded
+    batches)."""
     devices = self.devices if jax.process_count() == 1 else None
-    mapped = jax.pmap(step, axis_name=AXIS, in_axes=in_axes, donate_argnums=tuple(donate),
+    mapped = jax.pmap(step, axis_name=AXIS, donate_argnums=tuple(donate),
                       devices=devices)
     if self.num_devices == 1 or self.devices[0].platform != "cpu":
       return mapped

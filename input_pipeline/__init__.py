@@ -67,7 +67,7 @@ def check_dataset(config: Any) -> datasets.DatasetInfo:
   info = datasets.dataset_info(dataset)
   classes = parse_classes(dataset.classes, info.num_classes)
   if classes:
-    info = dataclasses.replace(info, num_classes=len(classes))
+    info = dataclasses.replace(info, num_classes=len(classes), classes=classes)
   for split in (dataset.train_split, dataset.eval_split):
     datasets.check_split(info, split)
   input_shape(config, info)
@@ -134,8 +134,7 @@ def load_data(config: Any) -> Data:
   info = check_dataset(config)
   train = open_reader(config, config.dataset.train_split, info)
   evaluation = open_reader(config, config.dataset.eval_split, info)
-  classes = parse_classes(config.dataset.classes, datasets.dataset_info(config.dataset).num_classes)
-  if classes:
-    train.keep_classes(classes)
-    evaluation.keep_classes(classes)
+  if info.classes:
+    train.keep_classes(info.classes)
+    evaluation.keep_classes(info.classes)
   return Data(info, train, evaluation, load_stats(config, train, train.shape[-1]))

@@ -49,6 +49,7 @@ class DatasetInfo:
   num_classes: int
   image_shape: tuple[int | None, ...]  # [H, W, C]; None for sizes that vary
   split_sizes: dict[str, int]          # empty where TFDS does not know them (mocked data)
+  classes: tuple[int, ...] = ()        # the dataset's class ids kept (dataset.classes); (): all
 
 
 def _tfds_is_mocked() -> bool:
