@@ -1,5 +1,6 @@
 # convzoo: `make main` sets everything up and trains the default experiment;
-# `make test` sets everything up and runs the test suite. Both are idempotent.
+# `make test` sets everything up, lints and runs the whole test suite (what CI runs);
+# `make test-fast` runs the tests not marked slow (a few minutes). All are idempotent.
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -9,13 +10,20 @@ WORKDIR     ?= workdirs/default
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
 
-.PHONY: main test setup data bench clean-env
+.PHONY: main test test-fast lint setup data bench clean-env
 
 main: setup data
 	$(PY) train.py --config=configs/default.py --workdir=$(WORKDIR)
 
 test: setup data
 	$(PY) -m pytest
+
+test-fast: setup data
+	$(PY) -m pytest -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 setup: $(VENV)/.installed
 

@@ -11,32 +11,27 @@ Writes DIR/study.csv, DIR/study.md and DIR/study.png (top-1 error against parame
 
 from __future__ import annotations
 
-import copy
 import csv
 import dataclasses
 import io
 import json
 import pathlib
-import sys
 import time
 import traceback
 from typing import Any
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import ml_collections  # noqa: E402
-from absl import app, flags  # noqa: E402
-from absl import logging as absl_logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import ml_collections
+from absl import flags
 
-import cli  # noqa: E402
-import input_pipeline  # noqa: E402
-import models  # noqa: E402
-import parallel  # noqa: E402
-import reporting  # noqa: E402
-import summary  # noqa: E402
-import train  # noqa: E402
+import cli
+import config_values
+import experiment
+import input_pipeline
+import models
+import parallel
+import reporting
+import summary
+import train
 
 BASELINE = "baseline"
 DONE_FILE = "study_run.json"  # written in a variant's workdir when it has finished
@@ -54,31 +49,11 @@ class Variant:
 # ---------------------------------------------------------------------------------------------
 # Reading a study: every variant is built and checked before anything runs.
 
-def apply_overrides(base: ml_collections.ConfigDict, overrides: dict[str, Any]
-                    ) -> ml_collections.ConfigDict:
-  """A copy of `base` with dotted-name fields replaced; unknown fields and bad types are errors."""
-  config = copy.deepcopy(base)
-  for dotted, value in overrides.items():
-    *parents, leaf = dotted.split(".")
-    node = config
-    for position, parent in enumerate(parents):
-      if not isinstance(node, ml_collections.ConfigDict) or parent not in node:
-        raise ValueError(f"unknown config field {'.'.join(parents[:position + 1])!r}")
-      node = node[parent]
-    if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
-      raise ValueError(f"unknown config field {dotted!r}")
-    try:
-      node[leaf] = value
-    except TypeError as error:
-      raise ValueError(f"bad value {value!r} for {dotted!r}: {error}") from error
-  return config
-
-
 def read_study(study: ml_collections.ConfigDict) -> list[Variant]:
   """The baseline and the study's variants, each checked as train.py would check it."""
   entries = [(BASELINE, {})] + [tuple(entry) for entry in study.variants]
   seen: set[str] = set()
-  devices = parallel.DataParallel(study.base.num_devices)
+  data_parallel = parallel.DataParallel(study.base.num_devices)
   variants = []
   for name, overrides in entries:
     if not name or not name.replace("_", "").replace("-", "").isalnum():
@@ -88,8 +63,8 @@ def read_study(study: ml_collections.ConfigDict) -> list[Variant]:
                        (f" ({BASELINE!r} is the base config itself)" if name == BASELINE else ""))
     seen.add(name)
     try:
-      config = apply_overrides(study.base, dict(overrides))
-      info = train.check_config(config, devices)
+      config = config_values.with_overrides(study.base, dict(overrides))
+      info = experiment.check_config(config, data_parallel)
     except ValueError as error:
       raise ValueError(f"variant {name!r}: {error}") from error
     model = models.create_model(config.model, info.num_classes)
@@ -109,8 +84,8 @@ def run_variant(variant: Variant, workdir: pathlib.Path) -> str:
   start = time.perf_counter()
   try:
     train.train_and_evaluate(variant.config, workdir)
-  except cli.Preempted:
-    raise  # the whole study stops; rerunning resumes this variant
+  except cli.Preempted as stopped:  # the whole study stops; rerunning resumes this variant
+    raise cli.Preempted(f"{stopped}; the study resumes from this variant") from None
   except Exception as error:  # one variant's failure must not stop the others
     traceback.print_exc()
     return f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
@@ -205,48 +180,20 @@ def write_tables(rows: list[dict[str, Any]], workdir: pathlib.Path) -> None:
   writer.writerows(rows)
   (workdir / "study.csv").write_text(buffer.getvalue())
   (workdir / "study.md").write_text(markdown_table(rows) + "\n")
-  plot_errors(rows, workdir / "study.png")
-
-
-def plot_errors(rows: list[dict[str, Any]], path: pathlib.Path) -> None:
-  """Top-1 test error against parameters, one labelled point per finished variant."""
-  figure, axis = plt.subplots(figsize=(7, 4.5))
-  for row in rows:
-    if row.get("top1_error") is None:
-      continue
-    axis.scatter(row["params"], row["top1_error"], color="C3" if row["variant"] == BASELINE else "C0")
-    axis.annotate(row["variant"], (row["params"], row["top1_error"]), textcoords="offset points",
-                  xytext=(4, 4), fontsize=8)
-  axis.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)",
-           title="error against parameters")
-  axis.grid(alpha=0.3)
-  figure.tight_layout()
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  reporting.plot_errors_against_params(rows, workdir / "study.png", BASELINE)
 
 
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  cli.quiet_logs(absl_logging.WARNING)
-  try:
-    parallel.configure_cpu_devices()
-    rows = run_study(flags.FLAGS.study, flags.FLAGS.workdir)
-  except cli.USER_ERRORS as error:
-    sys.exit(f"error: {error}")
-  except cli.Preempted as stopped:
-    print(f"{stopped}; the study resumes from this variant", flush=True)
-    sys.exit(cli.PREEMPTED_STATUS)
-  print("\n" + markdown_table(rows))
-  print(f"\nwritten to {pathlib.Path(flags.FLAGS.workdir) / 'study.md'} (and study.csv, study.png)")
+def run_and_report(study: ml_collections.ConfigDict, workdir: str) -> str:
+  rows = run_study(study, workdir)
+  return (f"\n{markdown_table(rows)}\n\nwritten to {pathlib.Path(workdir) / 'study.md'} "
+          "(and study.csv, study.png)")
 
 
 if __name__ == "__main__":
-  config_flags.DEFINE_config_file("study", None, "study file (configs/studies/*.py)",
-                                  lock_config=True)
+  cli.define_config_flag("study", "study file (configs/studies/*.py)")
   flags.DEFINE_string("workdir", None, "directory for the variants' workdirs and the tables")
-  flags.mark_flags_as_required(["study", "workdir"])
-  app.run(main, flags_parser=cli.parse_flags)
+  flags.mark_flags_as_required(["workdir"])
+  cli.run(lambda: run_and_report(flags.FLAGS.study, flags.FLAGS.workdir))

@@ -2,6 +2,8 @@
 
 Every process takes part in every save and restore (orbax synchronises them and writes each
 array once); the state is passed as host numpy, one copy, whatever the number of devices.
+This is the one module that knows where checkpoints live and how they are laid out: others
+list, read and write them through it.
 """
 
 from __future__ import annotations
@@ -15,17 +17,22 @@ import ml_collections
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
+import schedules
+
 CONFIG_FILE = "config.json"
+CHECKPOINTS = "checkpoints"
 UNRESTORABLE = "unrestorable_checkpoints"  # where checkpoints that fail to restore are moved
 # Config fields that decide the shapes of the saved state: evaluation needs these to match.
 SHAPE_FIELDS = ("model", "dataset.name", "dataset.classes", "dataset.pad", "dataset.resize",
-                "dataset.center_crop", "dataset.image_size")
+                "dataset.center_crop", "dataset.crop_size")
 # A resumed run must also share what a step means (the data stream and the random draws) and
 # the optimizer state's form, or it would not continue the same run.
 RESUME_FIELDS = SHAPE_FIELDS + ("dataset.train_split", "batch_size", "seed", "optimizer.momentum",
                                 "optimizer.nesterov", "optimizer.frozen",
                                 "optimizer.lr_multipliers", "optimizer.linear_probe",
-                                "schedule.name")
+                                *schedules.RESUME_FIELDS)
+# Fields renamed since a workdir's config.json may have been written: old name → new name.
+RENAMED_FIELDS = {"dataset.image_size": "dataset.crop_size"}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -34,9 +41,12 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix.rstrip("."): tree}
 
 
-def identity(config: ml_collections.ConfigDict | dict, fields: tuple[str, ...]) -> dict[str, Any]:
-  """The given fields of a config, flattened to dotted names (lists as lists, for JSON)."""
+def select_fields(config: ml_collections.ConfigDict | dict, fields: tuple[str, ...]
+                  ) -> dict[str, Any]:
+  """The given fields (and their sub-fields) of a config, flattened to dotted names (lists as
+  lists, as in JSON); fields saved under an old name are reported under the new one."""
   values = flatten(json.loads(config.to_json()) if hasattr(config, "to_json") else config)
+  values = {RENAMED_FIELDS.get(k, k): v for k, v in values.items()}
   return {k: v for k, v in values.items() if any(k == f or k.startswith(f + ".") for f in fields)}
 
 
@@ -46,8 +56,8 @@ def check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   saved_config = workdir / CONFIG_FILE
   if not saved_config.exists() or not latest_step(workdir):
     return
-  saved = identity(json.loads(saved_config.read_text()), fields)
-  current = identity(config, fields)
+  saved = select_fields(json.loads(saved_config.read_text()), fields)
+  current = select_fields(config, fields)
   differences = [f"{k}: {saved.get(k)!r} in the workdir, {current.get(k)!r} now"
                  for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
   if differences:
@@ -68,15 +78,39 @@ def create_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   """
   options = ocp.CheckpointManagerOptions(max_to_keep=keep,
                                          enable_async_checkpointing=jax.process_count() == 1)
-  return ocp.CheckpointManager(workdir / "checkpoints", options=options)
+  return ocp.CheckpointManager(workdir / CHECKPOINTS, options=options)
 
 
-def latest_step(workdir: pathlib.Path) -> int | None:
-  folder = workdir / "checkpoints"
-  if not folder.exists():
-    return None
-  steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()]
-  return max(steps, default=None)
+def saved_steps(workdir: str | pathlib.Path) -> list[int]:
+  """The steps of the checkpoints in `workdir`, oldest first."""
+  folder = pathlib.Path(workdir) / CHECKPOINTS
+  if not folder.is_dir():
+    return []
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def latest_step(workdir: str | pathlib.Path) -> int | None:
+  return max(saved_steps(workdir), default=None)
+
+
+def step_folder(workdir: str | pathlib.Path, step: int) -> pathlib.Path:
+  return pathlib.Path(workdir).resolve() / CHECKPOINTS / str(step)
+
+
+def read(workdir: str | pathlib.Path, step: int) -> Any:
+  """Checkpoint `step` of `workdir` as saved (nested dicts of numpy arrays), no target needed."""
+  options = ocp.CheckpointManagerOptions(read_only=True)
+  with ocp.CheckpointManager(pathlib.Path(workdir).resolve() / CHECKPOINTS,
+                             options=options) as manager:
+    return manager.restore(step, args=ocp.args.StandardRestore())
+
+
+def read_newest(workdir: str | pathlib.Path, purpose: str) -> tuple[int, Any]:
+  """(step, state as saved) of the newest checkpoint; a ValueError names `purpose` if none."""
+  step = latest_step(workdir)
+  if step is None:
+    raise ValueError(f"{purpose}: no checkpoint in {pathlib.Path(workdir).resolve() / CHECKPOINTS}")
+  return step, read(workdir, step)
 
 
 def restore(manager: ocp.CheckpointManager, target: Any,

@@ -1,9 +1,15 @@
-"""The command line shared by train.py and eval.py: --config, --workdir, quiet logs, clean errors."""
+"""The one command-line runner of every convzoo program (train, eval, ablate, summary, color_pca).
+
+A program defines its flags under `if __name__ == "__main__":` and hands `run` a function
+that does the work and returns what to print. `run` parses the flags (a bad flag or config
+override is one line), quiets absl's logs, splits the host CPU into devices, turns bad input
+into one `error: …` line (exit 1) and a SIGTERM stop into its own status (143).
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from typing import Callable
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -21,38 +27,40 @@ class Preempted(Exception):
   """Training stopped on SIGTERM after saving a checkpoint; rerunning resumes it."""
 
 
-def define_flags() -> None:
-  config_flags.DEFINE_config_file("config", None, "experiment config file (configs/*.py)",
-                                  lock_config=True)
+def define_config_flag(name: str, help_text: str, required: bool = True) -> None:
+  """--NAME=FILE.py[:ARGUMENT], with --NAME.FIELD=VALUE overrides."""
+  config_flags.DEFINE_config_file(name, None, help_text, lock_config=True)
+  if required:
+    flags.mark_flags_as_required([name])
+
+
+def define_config_and_workdir() -> None:
+  """The flags of train.py and eval.py."""
+  define_config_flag("config", "experiment config file (configs/*.py)")
   flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and results")
-  flags.mark_flags_as_required(["config", "workdir"])
+  flags.mark_flags_as_required(["workdir"])
 
 
-def quiet_logs(level: int) -> None:
-  """Raises absl's log threshold to `level` unless --verbosity was given."""
-  if not FLAGS["verbosity"].present:
-    absl_logging.set_verbosity(level)
+def run(main: Callable[[], str | None], log_level: int = absl_logging.WARNING) -> None:
+  """Runs `main()` as the program and prints what it returns (on the lead process)."""
 
-
-def run(job: Callable[[Any, str], Any], report: Callable[[Any], str]) -> None:
-  """Runs `job(config, workdir)` from the command line and prints `report(result)`."""
-
-  def main(argv):
+  def absl_main(argv: list[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    quiet_logs(absl_logging.WARNING)  # orbax logs every save at INFO
+    if not FLAGS["verbosity"].present:  # orbax logs every save at INFO, TFDS warns a lot
+      absl_logging.set_verbosity(log_level)
     try:
       parallel.configure_cpu_devices()
-      result = job(FLAGS.config, FLAGS.workdir)
+      text = main()
     except USER_ERRORS as error:
       sys.exit(f"error: {error}")
     except Preempted as stopped:
       print(stopped, flush=True)
       sys.exit(PREEMPTED_STATUS)
-    if parallel.is_lead_process():
-      print(report(result), flush=True)
+    if text:
+      parallel.announce(text)
 
-  app.run(main, flags_parser=parse_flags)
+  app.run(absl_main, flags_parser=parse_flags)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -68,6 +76,6 @@ def parse_flags(argv: list[str]) -> list[str]:
     # ml_collections raises these while applying --config.FIELD=VALUE overrides.
     detail = " ".join(str(error).replace("\\n", " ").replace("\\'", "'").split())
     detail = detail.removeprefix("'").removesuffix("'")
-    overrides = [arg for arg in argv[1:] if arg.startswith("--config.")]
+    overrides = [arg for arg in argv[1:] if arg.startswith("--") and "." in arg.split("=")[0]]
     where = f"bad config override in {' '.join(overrides)}: " if overrides else ""
     sys.exit(f"error: {where}{detail}")

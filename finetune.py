@@ -10,37 +10,30 @@ first match wins, others ×1), `optimizer.linear_probe` freezes all but the head
 from __future__ import annotations
 
 import fnmatch
-import pathlib
 from typing import Any, Callable
 
-import jax
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import traverse_util
+
+import checkpoints
+import config_values
 
 FROZEN = "frozen"
 
 
-def split_entries(text: str) -> list[str]:
-  return [entry.strip() for entry in text.split(",") if entry.strip()]
+def non_negative(text: str) -> float:
+  value = float(text)
+  if not value >= 0:  # NaN too
+    raise ValueError(text)
+  return value
 
 
 def parse_multipliers(text: str) -> list[tuple[str, float]]:
   """"fc8=1,fc*=0.1" → [("fc8", 1.0), ("fc*", 0.1)]; a ValueError names a bad entry."""
-  pairs = []
-  for entry in split_entries(text):
-    pattern, _, factor = entry.partition("=")
-    try:
-      value = float(factor)
-    except ValueError:
-      value = -1.0
-    if not pattern or value < 0:
-      raise ValueError(f"bad optimizer.lr_multipliers entry {entry!r}; use PATTERN=FACTOR "
-                       "with FACTOR ≥ 0, e.g. \"fc8=1,fc*=0.1,*=0.01\"")
-    pairs.append((pattern.strip(), value))
-  return pairs
+  return config_values.parse_pairs(text, "optimizer.lr_multipliers", non_negative,
+                                   "PATTERN=FACTOR with FACTOR ≥ 0, e.g. \"fc8=1,fc*=0.1,*=0.01\"")
 
 
 def matches(path: str, pattern: str) -> bool:
@@ -55,7 +48,7 @@ def group_of(path: str, optimizer: ml_collections.ConfigDict, head: str) -> str:
   """The optimizer group of a parameter: "frozen", or its learning-rate multiplier."""
   if optimizer.linear_probe and path.split("/")[0] != head:
     return FROZEN
-  if any(matches(path, pattern) for pattern in split_entries(optimizer.frozen)):
+  if any(matches(path, pattern) for pattern in config_values.split_list(optimizer.frozen)):
     return FROZEN
   for pattern, factor in parse_multipliers(optimizer.lr_multipliers):
     if matches(path, pattern):
@@ -67,7 +60,7 @@ def check(config: ml_collections.ConfigDict, params: Any) -> None:
   """Every pattern must name some parameter (a typo would silently train everything)."""
   paths = parameter_paths(params)
   optimizer = config.optimizer
-  patterns = (split_entries(optimizer.frozen) + split_entries(config.init_reset)
+  patterns = (config_values.split_list(optimizer.frozen) + config_values.split_list(config.init_reset)
               + [p for p, _ in parse_multipliers(optimizer.lr_multipliers)])
   for pattern in patterns:
     if not any(matches(path, pattern) for path in paths):
@@ -96,11 +89,7 @@ def initialize_from(source: str, variables: dict[str, Any], report: Callable[[st
   Layers whose shapes differ (a new head) and layers matching the `reset` patterns keep their
   fresh values and are listed; parameters present in only one of the two are an error.
   """
-  folder = pathlib.Path(source).resolve() / "checkpoints"
-  steps = sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
-  if not steps:
-    raise ValueError(f"init_from: no checkpoint in {folder}")
-  saved = ocp.StandardCheckpointer().restore(folder / str(steps[-1]) / "default")
+  step, saved = checkpoints.read_newest(source, "init_from")
   merged, reinitialised = {}, set()
   for collection in ("params", "batch_stats"):
     new = traverse_util.flatten_dict(variables[collection]) if variables[collection] else {}
@@ -113,14 +102,14 @@ def initialize_from(source: str, variables: dict[str, Any], report: Callable[[st
                        f"{', '.join(only_old) or 'none'})")
     values = {}
     for key, value in new.items():
-      fresh = any(matches("/".join(key), pattern) for pattern in split_entries(reset))
+      fresh = any(matches("/".join(key), pattern) for pattern in config_values.split_list(reset))
       if np.shape(old[key]) == np.shape(value) and not fresh:
         values[key] = np.asarray(old[key], np.asarray(value).dtype)
       else:
         values[key] = value
         reinitialised.add(key[0])
     merged[collection] = traverse_util.unflatten_dict(values) if values else {}
-  report(f"initialised from {folder / str(steps[-1])}"
+  report(f"initialised from {checkpoints.step_folder(source, step)}"
          + (f"; re-initialised (new shape or init_reset): {', '.join(sorted(reinitialised))}"
             if reinitialised else ""))
   return merged

@@ -53,9 +53,11 @@ def configure_cpu_devices(count: int | None = None) -> None:
   """
   if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
     return
-  count = count or int(os.environ.get(CPU_DEVICES_ENV, DEFAULT_CPU_DEVICES))
-  if count < 1:
-    raise ValueError(f"${CPU_DEVICES_ENV} must be a positive number of devices, got {count}")
+  if count is None:
+    text = os.environ.get(CPU_DEVICES_ENV, str(DEFAULT_CPU_DEVICES))
+    count = int(text) if text.strip().isdigit() else 0
+    if count < 1:
+      raise ValueError(f"${CPU_DEVICES_ENV} must be a positive number of devices, got {text!r}")
   jax.config.update("jax_num_cpu_devices", count)
 
 
@@ -78,6 +80,12 @@ def initialize_distributed(config: Any) -> None:
 def is_lead_process() -> bool:
   """Whether this process writes logs and results (process 0)."""
   return jax.process_index() == 0
+
+
+def announce(message: str) -> None:
+  """Prints `message` on the lead process only."""
+  if is_lead_process():
+    print(message, flush=True)
 
 
 def any_process(flag: bool) -> bool:

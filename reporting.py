@@ -1,4 +1,8 @@
-"""What a run leaves for people: progress lines, metric logs, curves and results.json."""
+"""What runs leave for people: progress lines, metric logs, results.json and PNG plots.
+
+Plots are drawn on matplotlib `Figure` objects, which render to PNG without pyplot or a
+global backend choice (nothing changes for other matplotlib users in the same process).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,10 @@ import datetime
 import json
 import pathlib
 import time
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import tensorboardX  # noqa: E402
+import tensorboardX
+from matplotlib.figure import Figure
 
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
@@ -90,7 +92,8 @@ def read_metrics(workdir: pathlib.Path) -> dict[str, list[dict]]:
 def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
   """Loss and top-1 error against step, train and eval, as `DIR/curves.png`."""
   metrics = read_metrics(workdir)
-  figure, (loss_axis, error_axis) = plt.subplots(1, 2, figsize=(11, 4))
+  figure = Figure(figsize=(11, 4))
+  loss_axis, error_axis = figure.subplots(1, 2)
   for split, rows in metrics.items():
     if "loss" not in rows[0]:
       continue  # schedule decisions
@@ -103,11 +106,32 @@ def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
   for axis in (loss_axis, error_axis):
     axis.grid(alpha=0.3)
     axis.legend()
-  figure.tight_layout()
   path = workdir / CURVES_FILE
-  figure.savefig(path, dpi=100)
-  plt.close(figure)
+  save(figure, path)
   return path
+
+
+def plot_errors_against_params(rows: Sequence[Mapping[str, Any]], path: pathlib.Path,
+                               highlight: str) -> None:
+  """Top-1 test error against parameters, one labelled point per row that has an error
+  (`variant`, `params`, `top1_error`); the `highlight` variant in another colour."""
+  figure = Figure(figsize=(7, 4.5))
+  axis = figure.subplots()
+  for row in rows:
+    if row.get("top1_error") is None:
+      continue
+    axis.scatter(row["params"], row["top1_error"], color="C3" if row["variant"] == highlight else "C0")
+    axis.annotate(row["variant"], (row["params"], row["top1_error"]), textcoords="offset points",
+                  xytext=(4, 4), fontsize=8)
+  axis.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)",
+           title="error against parameters")
+  axis.grid(alpha=0.3)
+  save(figure, path)
+
+
+def save(figure: Figure, path: pathlib.Path) -> None:
+  figure.tight_layout()
+  figure.savefig(path, dpi=100)
 
 
 def write_results(workdir: pathlib.Path, protocol: str, metrics: Mapping[str, float]) -> dict:

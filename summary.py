@@ -18,30 +18,20 @@ import dataclasses
 import io
 import json
 import math
-import sys
 from typing import Any
 
 import jax
 import ml_collections
-from absl import app, flags
+from absl import flags
 from absl import logging as absl_logging
-from ml_collections import config_flags
 
 import cli
 import input_pipeline
 import models
-from models.layers import AuxHead, ConvNet, GlobalAvgPool, Inception, Pool
+from models.layers import ConvNet, layer_of_parameter
 
 BYTES_PER_ELEMENT = 4
 FORMATS = ("table", "json", "csv")
-
-FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "experiment config whose model to summarise",
-                                lock_config=True)
-flags.DEFINE_string("model", None, "registry name, summarised at its native input")
-flags.DEFINE_enum("format", "table", FORMATS, "table (text), json or csv")
-flags.DEFINE_integer("input_size", None, "square input size in pixels (default: native)")
-flags.DEFINE_integer("num_classes", None, "number of classes (default: the dataset's or native)")
 
 
 @dataclasses.dataclass
@@ -67,22 +57,8 @@ def kernel_flops(variables: Any, outputs: Any) -> dict[str, int]:
         visit(sub, captured.get(key, {}), top)
 
   for key, sub in variables["params"].items():
-    visit(sub, outputs.get(key, {}), key.removesuffix("_bn"))
+    visit(sub, outputs.get(key, {}), layer_of_parameter(key))
   return flops
-
-
-def pooling_flops(layer: Any, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-  """C_out·H'·W'·K·K of a layer's pooling, including the pools inside blocks."""
-  if isinstance(layer, Pool):
-    return math.prod(out_shape) * layer.window ** 2
-  if isinstance(layer, GlobalAvgPool):
-    return math.prod(in_shape)
-  if isinstance(layer, Inception):  # the 3×3/1 max pool of the pool-projection branch
-    return math.prod(in_shape) * 9
-  if isinstance(layer, AuxHead):    # 5×5/3 average pool
-    height, width, channels = in_shape
-    return ((height - 5) // 3 + 1) * ((width - 5) // 3 + 1) * channels * 25
-  return 0
 
 
 def summarize(model: ConvNet, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
@@ -94,15 +70,15 @@ def summarize(model: ConvNet, input_shape: tuple[int, ...], num_classes: int) ->
   flops = kernel_flops(variables, state["intermediates"])
   params: dict[str, int] = {}
   for key, sub in variables["params"].items():
-    top = key.removesuffix("_bn")
+    top = layer_of_parameter(key)
     params[top] = params.get(top, 0) + sum(x.size for x in jax.tree.leaves(sub))
   rows, in_shape = [], tuple(input_shape)
   for layer in model.layers:
     out_shape = tuple(intermediates[layer.name].shape[1:])
     rows.append(LayerRow(layer.name, list(out_shape), params.get(layer.name, 0),
-                         flops.get(layer.name, 0) + pooling_flops(layer, in_shape, out_shape),
+                         flops.get(layer.name, 0) + layer.pooling_flops(in_shape, out_shape),
                          math.prod(out_shape) * BYTES_PER_ELEMENT))
-    if not isinstance(layer, AuxHead):
+    if not layer.branches_off:
       in_shape = out_shape
   return {"total_params": sum(r.params for r in rows), "total_flops": sum(r.flops for r in rows),
           "layers": [dataclasses.asdict(r) for r in rows]}
@@ -138,14 +114,14 @@ def resolve_model(config: ml_collections.ConfigDict | None, name: str | None,
   if (config is None) == (name is None):
     raise ValueError("give exactly one of --config and --model")
   model_config = config.model if config is not None else ml_collections.ConfigDict({"name": name})
-  entry = models.check_model_name(model_config.name)
-  shape, classes = models.native_input_shape(model_config.name), entry.num_classes
+  entry = models.entry(model_config.name)
+  shape, classes = entry.input_shape, entry.num_classes
   if config is not None:
     try:  # what training on the config's dataset would see
       info = input_pipeline.check_dataset(config)
       shape, classes = input_pipeline.input_shape(config, info), info.num_classes
     except ValueError:  # dataset not prepared here: the crop the config asks for, or native
-      size = config.dataset.image_size or shape[0]
+      size = config.dataset.crop_size or shape[0]
       shape = (size, size, shape[2])
   if input_size is not None:
     shape = (input_size, input_size, shape[2])
@@ -153,24 +129,26 @@ def resolve_model(config: ml_collections.ConfigDict | None, name: str | None,
   return models.create_model(model_config, classes), shape, classes
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  cli.quiet_logs(absl_logging.ERROR)  # TFDS warns about datasets not prepared here
-  try:
-    model, shape, classes = resolve_model(FLAGS.config, FLAGS.model, FLAGS.input_size,
-                                          FLAGS.num_classes)
-    summary = summarize(model, shape, classes)
-  except ValueError as error:
-    sys.exit(f"error: {error}")
-  name = FLAGS.config.model.name if FLAGS.config is not None else FLAGS.model
-  if FLAGS.format == "json":
-    print(json.dumps(summary))
-  elif FLAGS.format == "csv":
-    print(format_csv(summary), end="")
-  else:
-    print(format_table(summary, f"{name}: input {'×'.join(map(str, shape))}, {classes} classes"))
+def render(config: ml_collections.ConfigDict | None, name: str | None, output_format: str,
+           input_size: int | None = None, num_classes: int | None = None) -> str:
+  """The summary of --config's or --model's network as a table, JSON or CSV text."""
+  model, shape, classes = resolve_model(config, name, input_size, num_classes)
+  summary = summarize(model, shape, classes)
+  if output_format == "json":
+    return json.dumps(summary)
+  if output_format == "csv":
+    return format_csv(summary).rstrip("\n")
+  title = config.model.name if config is not None else name
+  return format_table(summary, f"{title}: input {'×'.join(map(str, shape))}, {classes} classes")
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.define_config_flag("config", "experiment config whose model to summarise", required=False)
+  flags.DEFINE_string("model", None, "registry name, summarised at its native input")
+  flags.DEFINE_enum("format", "table", FORMATS, "table (text), json or csv")
+  flags.DEFINE_integer("input_size", None, "square input size in pixels (default: native)")
+  flags.DEFINE_integer("num_classes", None, "number of classes (default: the dataset's or native)")
+  FLAGS = flags.FLAGS
+  cli.run(lambda: render(FLAGS.config, FLAGS.model, FLAGS.format, FLAGS.input_size,
+                         FLAGS.num_classes),
+          log_level=absl_logging.ERROR)  # TFDS warns about datasets not prepared here

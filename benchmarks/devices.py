@@ -53,8 +53,9 @@ def time_child(name: str, with_checkpoint: bool) -> dict:
   """Images/s of the mapped train step in this process (and a checkpoint save's cost)."""
   import jax
   import numpy as np
+
   import checkpoints
-  import models
+  import experiment
   import parallel
   import train
   from input_pipeline import augment
@@ -62,33 +63,35 @@ def time_child(name: str, with_checkpoint: bool) -> dict:
   spec, batch_size, steps = CASES[name]
   config = load_config(spec)
   config.batch_size = batch_size
-  devices = parallel.DataParallel()
+  data_parallel = parallel.DataParallel()
   num_classes = 10 if name != "alexnet" else 1000
-  stored = (32, 32, 1) if name == "lenet5" else (32, 32, 3) if name == "cifar_resnet20" else (256, 256, 3)
-  size = config.dataset.image_size or stored[0]
+  # The stored (host-preprocessed) shape each config feeds: 28×28 padded by 2; 32×32 padded by
+  # 4 (He et al. §4.2); ImageNet's central 256×256.
+  stored = {"lenet5": (32, 32, 1), "cifar_resnet20": (40, 40, 3)}.get(name, (256, 256, 3))
+  size = config.dataset.crop_size or stored[0]
   channels = stored[2]
-  stats = augment.ColorStats(np.full(channels, 0.5), np.full(channels, 0.25), np.zeros(0),
-                             np.full(channels, 0.01), np.eye(channels))
-  learning_rate_fn = train.create_learning_rate_fn(config, 100 * batch_size)
-  model = models.create_model(config.model, num_classes).clone(axis_name=parallel.AXIS)
-  state = train.create_train_state(config, model, (size, size, channels),
-                                    train.create_optimizer(config, learning_rate_fn))
+  stats = augment.ColorStats(np.full(channels, 0.5), np.full(channels, 0.25),
+                             np.full(stored, 0.5), np.full(channels, 0.01), np.eye(channels))
+  model, learning_rate_fn, state = experiment.create_model_and_state(
+      config, num_classes, (size, size, channels), 100 * batch_size)
   rng = np.random.default_rng(0)
-  batch = devices.shard({"image": rng.integers(0, 256, (batch_size, *stored), dtype=np.uint8),
+  batch = data_parallel.shard({"image": rng.integers(0, 256, (batch_size, *stored), dtype=np.uint8),
                          "label": rng.integers(0, num_classes, batch_size).astype(np.int32)})
-  step = train.create_train_step(config, model, learning_rate_fn, stats, devices)
-  state, seconds = stepping.seconds_per_step(step, devices.replicate(state), batch, steps, warmup=2)
+  step = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
+  state, seconds = stepping.seconds_per_step(step, data_parallel.replicate(state), batch, steps,
+                                             warmup=2)
   result = {"images_per_second": batch_size / seconds, "step_seconds": seconds,
-            "batch": batch_size, "devices": devices.num_devices}
+            "batch": batch_size, "devices": data_parallel.num_devices}
   if with_checkpoint:
     with tempfile.TemporaryDirectory() as workdir:
       manager = checkpoints.create_manager(pathlib.Path(workdir), 3)
       start = time.perf_counter()
-      checkpoints.save(manager, 1, devices.unreplicate(state))
+      checkpoints.save(manager, 1, data_parallel.unreplicate(state))
       blocking = time.perf_counter() - start
       manager.wait_until_finished()
       result.update(save_blocking_seconds=blocking, save_seconds=time.perf_counter() - start,
-                    parameters=sum(x.size for x in jax.tree.leaves(devices.unreplicate(state.params))))
+                    parameters=sum(x.size for x in jax.tree.leaves(
+                        data_parallel.unreplicate(state.params))))
       manager.close()
   return result
 
@@ -109,7 +112,7 @@ def main(argv):
     print(json.dumps(time_child(args.child, args.checkpoint)))
     return
   counts = sorted(int(c) for c in args.counts)
-  rows = [f"| model | batch | " + " | ".join(f"{c} device{'s' * (c > 1)} (img/s)" for c in counts)
+  rows = ["| model | batch | " + " | ".join(f"{c} device{'s' * (c > 1)} (img/s)" for c in counts)
           + " | " + " | ".join(f"×{c} / ×{counts[0]}" for c in counts[1:]) + " | save: blocks loop | save: total |",
           "|" + "---|" * (2 + 2 * len(counts) - 1 + 2)]
   for name in args.models:

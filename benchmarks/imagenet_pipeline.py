@@ -26,7 +26,7 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
-import models  # noqa: E402
+import experiment  # noqa: E402
 import parallel  # noqa: E402
 import train  # noqa: E402
 from configs import alexnet  # noqa: E402
@@ -81,15 +81,14 @@ def main(argv):
     jax.block_until_ready(fn(batch, keys(step)))
   device_augment = args.steps * args.batch / (time.perf_counter() - start)
 
-  devices = parallel.DataParallel()
-  devices.check_batch_size("--batch", args.batch)
-  model = models.create_model(config.model, 1000).clone(axis_name=parallel.AXIS)
-  learning_rate_fn = train.create_learning_rate_fn(config, 1_281_167)
-  state = devices.replicate(train.create_train_state(
-      config, model, (227, 227, 3), train.create_optimizer(config, learning_rate_fn)))
-  step_fn = train.create_train_step(config, model, learning_rate_fn, stats, devices)
-  train_batch = devices.shard({"image": np.asarray(batch),
-                               "label": np.resize(labels, args.batch).astype(np.int32)})
+  data_parallel = parallel.DataParallel()
+  data_parallel.check_batch_size("--batch", args.batch)
+  model, learning_rate_fn, state = experiment.create_model_and_state(
+      config, 1000, (227, 227, 3), 1_281_167)
+  state = data_parallel.replicate(state)
+  step_fn = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
+  train_batch = data_parallel.shard({"image": np.asarray(batch),
+                                     "label": np.resize(labels, args.batch).astype(np.int32)})
   state, _ = step_fn(state, train_batch)
   jax.block_until_ready(state)
   start = time.perf_counter()

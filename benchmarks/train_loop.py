@@ -24,11 +24,13 @@ from absl import logging as absl_logging
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+import experiment  # noqa: E402
 import input_pipeline  # noqa: E402
-from benchmarks import stepping  # noqa: E402
 import parallel  # noqa: E402
 import reporting  # noqa: E402
+import schedules  # noqa: E402
 import train  # noqa: E402
+from benchmarks import stepping  # noqa: E402
 from configs import default  # noqa: E402
 
 flags.DEFINE_integer("steps", 2000, "training steps for the loop and the bare step", lower_bound=300)
@@ -42,7 +44,7 @@ def time_loading(config) -> tuple[input_pipeline.Data, float]:
 
 def time_pipeline_epoch(config, data) -> float:
   """Images/s of the host-side training batches over one epoch."""
-  steps = train.steps_per_epoch(config, len(data.train))
+  steps = schedules.steps_per_epoch(config, len(data.train))
   batches = input_pipeline.train_batches(data.train, config.batch_size, config.seed)
   start = time.perf_counter()
   for _ in range(steps):
@@ -52,12 +54,12 @@ def time_pipeline_epoch(config, data) -> float:
 
 def time_bare_step(config, data, steps: int) -> float:
   """Images/s of the data-parallel train step alone, on one device-resident batch."""
-  devices = parallel.DataParallel(config.num_devices)
-  model, learning_rate_fn, state = train.create_model_and_state(config, data)
-  state = devices.replicate(state)
-  batch = devices.shard(next(input_pipeline.train_batches(data.train, config.batch_size,
-                                                          config.seed)))
-  step = train.create_train_step(config, model, learning_rate_fn, data.stats, devices)
+  data_parallel = parallel.DataParallel(config.num_devices)
+  model, learning_rate_fn, state = experiment.for_data(config, data)
+  state = data_parallel.replicate(state)
+  batch = data_parallel.shard(next(input_pipeline.train_batches(data.train, config.batch_size,
+                                                                config.seed)))
+  step = train.create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
   _, seconds = stepping.seconds_per_step(step, state, batch, steps, warmup=20)
   return config.batch_size / seconds
 

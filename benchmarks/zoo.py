@@ -63,9 +63,9 @@ def main(argv):
            "|---|---|---:|---:|---:|"]
   print("\n".join(lines), flush=True)
   for name in names:
-    entry = models.check_model_name(name)
+    entry = models.entry(name)
     model = models.create_model(ml_collections.ConfigDict({"name": name}), entry.num_classes)
-    shape = models.native_input_shape(name)
+    shape = entry.input_shape
     totals = summary.summarize(model, shape, entry.num_classes)
     speed = forward_backward_speed(model, shape, entry.num_classes, args.batch, args.steps)
     line = (f"| {name} | {'×'.join(map(str, shape))} | {totals['total_params']:,} | "

@@ -8,18 +8,23 @@ Published test error: ResNet-20 8.75, -32 7.51, -44 7.17, -56 6.97, -110 6.43 %;
 
 import ml_collections
 
-from configs import default
+import models
+from configs import base
 from models import resnet
 
 
 def get_config(depth: str = "20") -> ml_collections.ConfigDict:
   plain, number = resnet.parse_depth(depth, tuple(resnet.CIFAR_DEPTHS), "CIFAR ResNet")
-  config = default.get_config()
-  del config.model.form
-  config.model.name = f"cifar_{'plain' if plain else 'resnet'}{number}"
+  config = models.set_model(base.get_config(), f"cifar_{'plain' if plain else 'resnet'}{number}")
   config.model.shortcut = "A"  # §4.2: identity shortcuts, zero-padded where channels grow
   config.dataset.name = "cifar10"
-  config.dataset.pad = 0
+  # §4.2: "4 pixels are padded on each side, and a 32×32 crop is randomly sampled from the
+  # padded image or its horizontal flip"; testing sees the original 32×32 (the centre crop).
+  config.dataset.pad = 4
+  config.dataset.crop_size = 32
+  config.augment.random_crop = True
+  config.augment.flip = True
+  config.dataset.normalization = "mean_per_pixel"  # "with the per-pixel mean subtracted"
   config.optimizer.learning_rate = 0.1
   config.optimizer.weight_decay = 1e-4
   config.batch_size = 128

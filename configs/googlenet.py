@@ -8,12 +8,12 @@ Published: 6.67 % top-5 error (7-model ensemble, 144 crops); one model, one crop
 
 import ml_collections
 
+import models
 from configs import imagenet_base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = imagenet_base.get_config()
-  config.model.name = "googlenet"
+  config = models.set_model(imagenet_base.get_config(), "googlenet")
   config.model.aux_classifiers = True  # on 4a and 4d, loss weight 0.3, ignored at test time
   config.model.kernel_init = "glorot"
   config.optimizer.weight_decay = 2e-4

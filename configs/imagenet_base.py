@@ -1,19 +1,17 @@
 """Shared base of the ImageNet case-study recipes: ILSVRC-2012, SGD with momentum, step decay.
 
-Family configs (alexnet.py, vgg.py, googlenet.py, resnet.py, ...) change a few lines of this.
-Training needs imagenet2012 prepared in the TFDS data dir (ArrayRecord) and a pipeline that
-crops the images to `dataset.image_size`.
+Family configs (alexnet.py, vgg.py, googlenet.py, resnet.py, ...) name their network with
+`models.set_model` and change a few lines of this. Training needs imagenet2012 prepared in the
+TFDS data dir (ArrayRecord).
 """
 
 import ml_collections
 
-from configs import default
+from configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = default.get_config()
-  config.model.name = "alexnet"  # each family config names its own
-  del config.model.form          # LeNet-5 only
+  config = base.get_config()
 
   config.dataset.name = "imagenet2012"
   config.dataset.train_split = "train"
@@ -22,8 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   # and their reflections, PCA lighting σ 0.1; 10-crop evaluation.
   config.dataset.resize = 256
   config.dataset.center_crop = 256
-  config.dataset.pad = 0
-  config.dataset.image_size = 224
+  config.dataset.crop_size = 224
   config.dataset.normalization = "mean"  # the paper subtracts the mean and nothing else
   config.augment.random_crop = True
   config.augment.flip = True

@@ -8,12 +8,12 @@ Published: about AlexNet's accuracy (≈ 41 % top-1 error, one crop) with 7.6 M 
 
 import ml_collections
 
+import models
 from configs import imagenet_base
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = imagenet_base.get_config()
-  config.model.name = "nin"
+  config = models.set_model(imagenet_base.get_config(), "nin")
   config.model.kernel_init = "gaussian"
   config.batch_size = 128
   config.num_epochs = 90

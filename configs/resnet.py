@@ -12,14 +12,14 @@ Published top-1 error (10-crop, val): plain-18 27.94, ResNet-18 27.88, plain-34 
 
 import ml_collections
 
+import models
 from configs import imagenet_base
 from models import resnet
 
 
 def get_config(depth: str = "50") -> ml_collections.ConfigDict:
   plain, number = resnet.parse_depth(depth, tuple(resnet.IMAGENET_STAGES), "ResNet")
-  config = imagenet_base.get_config()
-  config.model.name = f"{'plain' if plain else 'resnet'}{number}"
+  config = models.set_model(imagenet_base.get_config(), f"{'plain' if plain else 'resnet'}{number}")
   config.model.shortcut = "B"    # §3.3: projections only where dimensions change
   config.optimizer.learning_rate = 0.1
   config.optimizer.weight_decay = 1e-4  # the paper's (the lecture slide says 1e-5)

@@ -9,15 +9,15 @@ Published (single scale, top-1/top-5 val error): A 29.6/10.4, A-LRN 29.7/10.5, B
 
 import ml_collections
 
+import config_values
+import models
 from configs import imagenet_base
 from models import vgg
 
 
 def get_config(configuration: str = "d") -> ml_collections.ConfigDict:
-  if configuration not in vgg.CONFIGS:
-    raise ValueError(f"unknown VGG configuration {configuration!r}; known: {', '.join(vgg.CONFIGS)}")
-  config = imagenet_base.get_config()
-  config.model.name = f"vgg_{configuration}"
+  config_values.check_choice("VGG configuration", configuration, vgg.CONFIGS)
+  config = models.set_model(imagenet_base.get_config(), f"vgg_{configuration}")
   config.model.kernel_init = "glorot"  # §3.1: Glorot & Bengio initialisation, no pre-training
   config.batch_size = 256
   config.num_epochs = 74               # 370K iterations; learning rate cut 3 times

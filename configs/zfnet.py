@@ -7,14 +7,13 @@ Published: 14.8 % top-5 error (one model, ILSVRC-2013); 11.2–11.7 % for the la
 
 import ml_collections
 
+import models
 from configs import alexnet
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = alexnet.get_config()
-  config.model.name = "zfnet"
-  del config.model.variant, config.model.groups  # AlexNet only
-  config.dataset.image_size = 224
+  config = models.set_model(alexnet.get_config(), "zfnet")  # keeps AlexNet's recipe and lrn_order
+  config.dataset.crop_size = 224
   config.num_epochs = 70                          # "stopped training after 70 epochs"
   config.schedule.step_epochs = (25, 50, 65)
   return config

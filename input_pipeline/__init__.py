@@ -33,11 +33,11 @@ class Data:
 
 
 def input_shape(config: Any, info: datasets.DatasetInfo) -> tuple[int, int, int]:
-  """The shape the network sees: the stored shape, cropped to `dataset.image_size` if set."""
+  """The shape the network sees: the stored shape, cropped to `dataset.crop_size` if set."""
   height, width, channels = preprocess.stored_shape(config.dataset, info.image_shape)
-  size = config.dataset.image_size
+  size = config.dataset.crop_size
   if size and size > min(height, width):
-    raise ValueError(f"dataset.image_size {size} (the crop) is larger than the stored image "
+    raise ValueError(f"dataset.crop_size {size} is larger than the stored image "
                      f"{height}×{width}; lower it or raise dataset.resize / center_crop")
   return (size, size, channels) if size else (height, width, channels)
 

@@ -58,7 +58,8 @@ def pca_lighting_shift(keys: Array, eigvals: Array, eigvecs: Array, sigma: float
   return (alphas * eigvals) @ eigvecs.T
 
 
-def center_crop(images: Array, size: int) -> Array:
+def center_crop_batch(images: Array, size: int) -> Array:
+  """The central `size`×`size` window of every image of [B, H, W, C]."""
   height, width = images.shape[1:3]
   top, left = (height - size) // 2, (width - size) // 2
   return images[:, top:top + size, left:left + size]
@@ -90,7 +91,7 @@ NORMALIZATIONS = ("standardize", "standardize_per_pixel", "mean", "mean_per_pixe
 
 def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Array], Array]:
   """(uint8 [B, H, W, C], keys [B]) → float32 [B, S, S, C]: lighting, normalisation, crop, flip."""
-  augment, size = config.augment, config.dataset.image_size
+  augment, size = config.augment, config.dataset.crop_size
 
   def preprocess(images: Array, keys: Array) -> Array:
     split = jax.vmap(lambda key: jax.random.split(key, 3))(keys)  # [B, 3]
@@ -102,7 +103,7 @@ def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Ar
       scale = stats.std if config.dataset.normalization.startswith("standardize") else 1.0
       x = x + (shift / jnp.asarray(scale, jnp.float32))[:, None, None, :]
     if size and size < images.shape[1]:
-      x = random_crop(x, crop_keys, size) if augment.random_crop else center_crop(x, size)
+      x = random_crop(x, crop_keys, size) if augment.random_crop else center_crop_batch(x, size)
     if augment.flip:
       x = random_flip(x, flip_keys)
     return x
@@ -112,12 +113,12 @@ def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Ar
 
 def make_eval_preprocess(config: Any, stats: ColorStats, protocol: str) -> Callable[[Array], Array]:
   """uint8 [B, H, W, C] → [1 or 10, B, S, S, C]: the centre crop, or the ten crops."""
-  size = config.dataset.image_size
+  size = config.dataset.crop_size
 
   def preprocess(images: Array) -> Array:
     x = normalize(images, stats, config.dataset.normalization)
     if protocol == "ten_crop":
       return ten_crops(x, size or x.shape[1])
-    return (center_crop(x, size) if size else x)[None]
+    return (center_crop_batch(x, size) if size else x)[None]
 
   return preprocess

@@ -12,11 +12,12 @@ file with `dataset.color_stats`; "imagenet" gives the published ImageNet constan
 from __future__ import annotations
 
 import pathlib
-import sys
 from typing import Any, Iterable
 
 import numpy as np
+from absl import flags
 
+import cli
 from input_pipeline.augment import ColorStats
 
 # ImageNet statistics in [0, 1] units as published with fb.resnet.torch (eigenvalues and
@@ -78,34 +79,20 @@ def compute_for_config(config: Any, max_images: int = 0) -> tuple[ColorStats, pa
   return compute(reader.all_images(256, count)), path, count
 
 
-def main(argv):
-  from absl import flags
-  from absl import logging as absl_logging
-
-  import cli
-
-  del argv
-  cli.quiet_logs(absl_logging.WARNING)
-  try:
-    stats, path, count = compute_for_config(flags.FLAGS.config, flags.FLAGS.max_images)
-  except ValueError as error:
-    sys.exit(f"error: {error}")
-  save(stats, flags.FLAGS.out or path)
+def compute_and_save(config: Any, max_images: int = 0, out: str = "") -> str:
+  """Computes the config's statistics, writes them (to `out` if given), and says what it did."""
+  stats, path, count = compute_for_config(config, max_images)
+  path = pathlib.Path(out) if out else path
+  save(stats, path)
   np.set_printoptions(precision=4, suppress=True)
-  print(f"{count} training images → {flags.FLAGS.out or path}\n"
-        f"mean {stats.mean}  std {stats.std}\neigenvalues {stats.eigvals}\n"
-        f"eigenvectors (columns)\n{stats.eigvecs}")
+  return (f"{count} training images → {path}\n"
+          f"mean {stats.mean}  std {stats.std}\neigenvalues {stats.eigvals}\n"
+          f"eigenvectors (columns)\n{stats.eigvecs}")
 
 
 if __name__ == "__main__":
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  import cli
-
-  config_flags.DEFINE_config_file("config", None, "experiment config whose training split to use")
+  cli.define_config_flag("config", "experiment config whose training split to use")
   flags.DEFINE_integer("max_images", 0, "use the first N training images (0: all)")
   flags.DEFINE_string("out", "", "where to write (default: dataset.color_stats or "
                       "<data_dir>/<dataset>/color_stats_<split>.npz)")
-  flags.mark_flags_as_required(["config"])
-  app.run(main, flags_parser=cli.parse_flags)
+  cli.run(lambda: compute_and_save(flags.FLAGS.config, flags.FLAGS.max_images, flags.FLAGS.out))

@@ -6,7 +6,6 @@ import dataclasses
 import logging
 import os
 import pathlib
-
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ class _DropOpenCVAdvice(logging.Filter):
     return "OpenCV is not installed" not in record.getMessage()
 
 
-absl_logging.get_absl_logger().addFilter(_DropOpenCVAdvice())
+_DROP_OPENCV_ADVICE = _DropOpenCVAdvice()
 
 
 def default_data_dir() -> str:
@@ -99,6 +98,7 @@ class TfdsSource:
   """Random access to (image uint8 [H, W, C], label) of one split, through `tfds.data_source`."""
 
   def __init__(self, name: str, split: str, data_dir: str):
+    absl_logging.get_absl_logger().addFilter(_DROP_OPENCV_ADVICE)  # added once, however often
     self._records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
 
   def __len__(self) -> int:

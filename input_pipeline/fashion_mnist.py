@@ -17,9 +17,9 @@ import pathlib
 from typing import Iterator
 
 import numpy as np
+import tensorflow_datasets as tfds
 from absl import app, flags
 from PIL import Image
-import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist
 
 NAME = "fashion_mnist"

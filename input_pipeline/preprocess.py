@@ -32,8 +32,8 @@ def resize(image: np.ndarray, size: int, mode: str = "shorter_side") -> np.ndarr
   return resized.reshape(new_height, new_width, image.shape[-1])
 
 
-def center_crop(image: np.ndarray, size: int) -> np.ndarray:
-  """The central `size`×`size` patch of [H, W, C]."""
+def center_crop_image(image: np.ndarray, size: int) -> np.ndarray:
+  """The central `size`×`size` patch of one image [H, W, C]."""
   height, width = image.shape[:2]
   if size > min(height, width):
     raise ValueError(f"center crop {size} is larger than the image ({height}×{width})")
@@ -79,6 +79,6 @@ def make_host_preprocess(dataset_config: Any) -> Callable[[np.ndarray], np.ndarr
     if dataset_config.resize:
       image = resize(image, dataset_config.resize, dataset_config.resize_mode)
     if dataset_config.center_crop:
-      image = center_crop(image, dataset_config.center_crop)
+      image = center_crop_image(image, dataset_config.center_crop)
     return pad(image, dataset_config.pad)
   return preprocess

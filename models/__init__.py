@@ -1,132 +1,96 @@
-"""The model registry: a network's name → its layer table, native input and defaults.
+"""Networks: a name → its layer table, native input and defaults, built as the config says.
 
-Every model is a `ConvNet` over a table of named layers (models/layers.py); the config's
-`model` fields pick the table, edit it (`remove`, `widths`, `norm`) and set the network-wide
-choices (`activation`, `kernel_init`, `dtype`).
+Every model is a `ConvNet` over a table of named layers (models/layers.py). Each family file
+here (lenet.py, vgg.py, resnet.py, …) declares its tables and registers their names with
+`@register` (models/registry.py); every module of this package is imported below, so a new
+family is one new file. The config's `model` fields pick the table, edit it (`remove`,
+`widths`, `norm`) and set the network-wide choices (`activation`, `kernel_init`, `dtype`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-from typing import Any, Callable
+import importlib
+import pkgutil
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
-from models import alexnet, alphago, googlenet, lenet, nin, resnet, vgg
-from models.layers import (ACTIVATIONS, INITIALIZERS, LRN, ConvNet, layer_names, lookup,
-                           remove_layers, set_widths)
+import config_values
+from models.layers import (
+  ACTIVATIONS,
+  INITIALIZERS,
+  LRN,
+  ConvNet,
+  layer_names,
+  remove_layers,
+  set_widths,
+)
+from models.registry import NORMS, REGISTRY, ModelEntry, entry, register
+
+__all__ = ["ConvNet", "ModelEntry", "REGISTRY", "create_model", "entry", "family_fields",
+           "register", "set_model", "trace"]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-NORMS = ("default", "lrn", "batch", "none")
+
+for _module in pkgutil.iter_modules(__path__):  # each family file registers its networks
+  importlib.import_module(f"{__name__}.{_module.name}")
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelEntry:
-  table: Callable[..., tuple]     # (num_classes, **fields) → layer table
-  input_size: int                 # native square input, pixels
-  channels: int = 3
-  num_classes: int = 1000         # for summaries without a dataset
-  norm: str = "none"              # what "default" means: lrn, batch or none
-  fields: tuple[str, ...] = ()    # family fields read from the config's `model`
-  activation: Callable[..., str] = lambda **_: "relu"
-
-
-def _entries() -> dict[str, ModelEntry]:
-  entries = {
-      "lenet5": ModelEntry(lenet.lenet5, 32, 1, 10, fields=("form",),
-                           activation=lenet.lenet5_activation),
-      "alexnet": ModelEntry(alexnet.alexnet, 227, norm="lrn",
-                            fields=("variant", "groups", "lrn_order")),
-      "zfnet": ModelEntry(alexnet.zfnet, 224, norm="lrn", fields=("lrn_order",)),
-      "googlenet": ModelEntry(googlenet.googlenet, 224, norm="lrn", fields=("aux_classifiers",)),
-      "nin": ModelEntry(nin.nin, 224),
-      "alphago_policy": ModelEntry(alphago.alphago_policy, 19, 48, alphago.BOARD_POINTS,
-                                   fields=("filters",)),
-  }
-  for configuration in vgg.CONFIGS:
-    entries[f"vgg_{configuration}"] = ModelEntry(
-        functools.partial(vgg.vgg, configuration=configuration), 224, norm="lrn")
-  for depth in resnet.IMAGENET_STAGES:
-    for prefix, residual in (("resnet", True), ("plain", False)):
-      entries[f"{prefix}{depth}"] = ModelEntry(
-          functools.partial(resnet.resnet, depth=depth, residual=residual), 224, norm="batch",
-          fields=("shortcut",))
-  for depth in resnet.CIFAR_DEPTHS:
-    for prefix, residual in (("cifar_resnet", True), ("cifar_plain", False)):
-      entries[f"{prefix}{depth}"] = ModelEntry(
-          functools.partial(resnet.cifar_resnet, depth=depth, residual=residual), 32,
-          num_classes=10, norm="batch", fields=("shortcut",))
-  return entries
-
-
-REGISTRY: dict[str, ModelEntry] = _entries()
-
-
-def check_model_name(name: str) -> ModelEntry:
-  if name not in REGISTRY:
-    raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(REGISTRY))}")
-  return REGISTRY[name]
-
-
-def split_names(text: str | tuple | list) -> list[str]:
-  """"fc7,conv4" (or a sequence) → ["fc7", "conv4"]."""
-  items = text.split(",") if isinstance(text, str) else list(text)
-  return [item.strip() for item in items if item.strip()]
-
-
-def parse_widths(text: str) -> dict[str, int]:
-  """"fc6=2048,fc7=2048" → {"fc6": 2048, "fc7": 2048}."""
-  widths = {}
-  for item in split_names(text):
-    name, _, value = item.partition("=")
-    if not value.strip().lstrip("-").isdigit():
-      raise ValueError(f"bad model.widths entry {item!r}; expected NAME=INTEGER, e.g. fc6=2048")
-    widths[name.strip()] = int(value)
-  return widths
-
-
-def apply_norm(layers: tuple, norm: str, entry: ModelEntry, name: str) -> tuple[tuple, bool]:
+def apply_norm(layers: tuple, norm: str, model: ModelEntry) -> tuple[tuple, bool]:
   """The table and whether convs carry batch norm, for norm in default/lrn/batch/none."""
-  if norm not in NORMS:
-    raise ValueError(f"unknown model.norm {norm!r}; known: {', '.join(NORMS)}")
+  config_values.check_choice("model.norm", norm, NORMS)
   has_lrn = any(isinstance(layer, LRN) for layer in layers)
   if norm == "lrn" and not has_lrn:
-    raise ValueError(f"model {name!r} has no LRN layers; model.norm may be batch or none")
+    raise ValueError(f"model {model.name!r} has no LRN layers; model.norm may be batch or none")
   if norm == "default":
-    norm = entry.norm if entry.norm != "lrn" or has_lrn else "none"
+    norm = model.norm if model.norm != "lrn" or has_lrn else "none"
   if norm != "lrn":
     layers = tuple(layer for layer in layers if not isinstance(layer, LRN))
   return layers, norm == "batch"
 
 
-def family_fields(model_config: Any, entry: ModelEntry) -> dict[str, Any]:
-  return {f: model_config[f] for f in entry.fields if f in model_config}
+def family_fields(model_config: Any, model: ModelEntry) -> dict[str, Any]:
+  """The family fields the config sets (the builder's defaults stand for the others)."""
+  return {f: model_config[f] for f in model.fields if f in model_config}
+
+
+def parse_widths(text: str) -> dict[str, int]:
+  """"fc6=2048,fc7=2048" → {"fc6": 2048, "fc7": 2048}."""
+  return dict(config_values.parse_pairs(text, "model.widths", int,
+                                        "NAME=INTEGER, e.g. fc6=2048"))
 
 
 def create_model(model_config: Any, num_classes: int) -> ConvNet:
   """Builds the network named by `model_config.name`, edited as the config says."""
-  entry = check_model_name(model_config.name)
-  dtype = model_config.get("dtype", "float32")
-  if dtype not in DTYPES:
-    raise ValueError(f"unknown model.dtype {dtype!r}; known: {', '.join(DTYPES)}")
-  fields = family_fields(model_config, entry)
-  layers = entry.table(num_classes, **fields)
-  layers = remove_layers(layers, split_names(model_config.get("remove", "")))
+  model = entry(model_config.name)
+  dtype = config_values.choose("model.dtype", model_config.get("dtype", "float32"), DTYPES)
+  fields = family_fields(model_config, model)
+  layers = model.build(num_classes, **fields)
+  layers = remove_layers(layers, config_values.split_list(model_config.get("remove", "")))
   layers = set_widths(layers, parse_widths(model_config.get("widths", "")))
-  layers, batch_norm = apply_norm(layers, model_config.get("norm", "default"), entry,
-                                  model_config.name)
-  activation = model_config.get("activation") or entry.activation(**fields)
-  lookup(ACTIVATIONS, "model.activation", activation)
+  layers, batch_norm = apply_norm(layers, model_config.get("norm", "default"), model)
+  activation = model_config.get("activation") or model.activation(**fields)
+  config_values.check_choice("model.activation", activation, ACTIVATIONS)
   kernel_init = model_config.get("kernel_init", "he")
-  lookup(INITIALIZERS, "model.kernel_init", kernel_init)
-  return ConvNet(layers, activation, kernel_init, batch_norm, DTYPES[dtype])
+  config_values.check_choice("model.kernel_init", kernel_init, INITIALIZERS)
+  return ConvNet(layers, activation, kernel_init, batch_norm, dtype)
 
 
-def native_input_shape(name: str) -> tuple[int, int, int]:
-  entry = check_model_name(name)
-  return entry.input_size, entry.input_size, entry.channels
+def set_model(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+  """Points `config.model` at network `name`: the fields of the family it had are dropped,
+  the new family's are added with their defaults (values already set for them are kept)."""
+  old = REGISTRY.get(config.model.get("name", ""))
+  new = entry(name)
+  if old is not None:
+    for field in set(old.fields) - set(new.fields):
+      del config.model[field]
+  config.model.name = name
+  for field, default in new.defaults.items():
+    if field not in config.model:
+      config.model[field] = default
+  return config
 
 
 def trace(model: ConvNet, input_shape: tuple[int, ...], num_classes: int,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import config_values
 from models.layers import LRN, Conv, Dense, Dropout, Pool
+from models.registry import register
 
 # (conv1..conv5 filters, conv1 padding), paper and torchvision's "one weird trick" widths.
 VARIANTS = {
@@ -22,22 +24,19 @@ def head(num_classes: int, dropout: float = 0.5) -> tuple:
 
 
 def conv_pool_lrn(conv: Conv, pool: Pool, lrn: LRN, lrn_order: str) -> tuple:
-  if lrn_order not in LRN_ORDERS:
-    raise ValueError(f"unknown lrn_order {lrn_order!r}; known: {', '.join(LRN_ORDERS)}")
+  config_values.check_choice("model.lrn_order", lrn_order, LRN_ORDERS)
   return (conv, lrn, pool) if lrn_order == "relu_lrn_pool" else (conv, pool, lrn)
 
 
+@register("alexnet", input_size=227, norm="lrn")
 def alexnet(num_classes: int, variant: str = "paper", groups: int = 1,
             lrn_order: str = "relu_lrn_pool") -> tuple:
   """227×227×3 → 55×55×96 → 27 → 13 → 6×6×256 → 4096 → 4096 → classes.
 
   `groups=2` is the two-GPU original: conv2, conv4 and conv5 see only their own GPU's maps.
   """
-  if variant not in VARIANTS:
-    raise ValueError(f"unknown AlexNet variant {variant!r}; known: {', '.join(VARIANTS)}")
-  if groups not in (1, 2):
-    raise ValueError(f"AlexNet groups must be 1 or 2, got {groups}")
-  (f1, f2, f3, f4, f5), pad1 = VARIANTS[variant]
+  (f1, f2, f3, f4, f5), pad1 = config_values.choose("AlexNet variant", variant, VARIANTS)
+  config_values.check_choice("AlexNet groups", groups, (1, 2))
   return (
       *conv_pool_lrn(Conv("conv1", f1, 11, 4, pad1), Pool("pool1", 3, 2), LRN("norm1"), lrn_order),
       *conv_pool_lrn(Conv("conv2", f2, 5, 1, 2, groups), Pool("pool2", 3, 2), LRN("norm2"),
@@ -50,6 +49,7 @@ def alexnet(num_classes: int, variant: str = "paper", groups: int = 1,
   )
 
 
+@register("zfnet", input_size=224, norm="lrn")
 def zfnet(num_classes: int, lrn_order: str = "relu_lrn_pool") -> tuple:
   """224×224×3 → 110 → 55 → 26 → 13 → 6×6×512 (Zeiler & Fergus 2013, Fig. 3).
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from models.layers import Conv, PositionBias
+from models.registry import register
 
 BOARD_POINTS = 19 * 19
 
 
+@register("alphago_policy", input_size=19, channels=48, num_classes=BOARD_POINTS)
 def alphago_policy(num_classes: int = BOARD_POINTS, filters: int = 192) -> tuple:
   """19×19×48 → conv 5×5 → 11 × conv 3×3 → 1×1 conv with a bias per point → 361 scores."""
   if num_classes != BOARD_POINTS:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from models.layers import LRN, AuxHead, Conv, Dense, Dropout, GlobalAvgPool, Inception, Pool
+from models.registry import register
 
 # name: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj. None marks a 3×3/2 max pool.
 INCEPTION_TABLE = (
@@ -22,6 +23,7 @@ INCEPTION_TABLE = (
 AUX_AFTER = {"inception_4a": "aux1", "inception_4d": "aux2"}
 
 
+@register("googlenet", input_size=224, norm="lrn")
 def googlenet(num_classes: int, aux_classifiers: bool = True) -> tuple:
   """224×224×3 → 112×112×64 → 56 → 28×28×192 → inceptions → 7×7×1024 → classes."""
   layers = [

@@ -2,7 +2,9 @@
 
 Each entry of a table is a small frozen dataclass (`Conv`, `Pool`, `LRN`, `Dense`, `Dropout`,
 `GlobalAvgPool`, `Inception`, `Residual`, `AuxHead`, `PositionBias`) that knows how to apply
-itself; `ConvNet` applies a table in order and records every entry's output under its name.
+itself; entries with parameters or random draws of their own (`Block`s) run in a Flax scope
+named after them. `ConvNet` applies a table in order and records every entry's output under
+its name.
 Ablations edit the table (`remove_layers`, `set_widths`) before the network is built, so the
 layers that follow adapt to the new shapes by themselves.
 """
@@ -10,13 +12,17 @@ layers that follow adapt to the new shapes by themselves.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+import config_values
+
 Array = jax.Array
+BATCH_NORM_SUFFIX = "_bn"  # a convolution's batch norm is named after it: conv1 → conv1_bn
 
 
 def swish(x: Array) -> Array:
@@ -43,13 +49,6 @@ INITIALIZERS: dict[str, Callable] = {
 }
 
 
-def lookup(table: dict, kind: str, name: str):
-  """Returns table[name], or raises a ValueError listing the known names."""
-  if name not in table:
-    raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}")
-  return table[name]
-
-
 @dataclasses.dataclass(frozen=True)
 class Context:
   """Network-wide choices every layer reads."""
@@ -72,7 +71,7 @@ class Context:
       x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
                        dtype=self.dtype, axis_name=self.axis_name if self.train else None,
                        use_fast_variance=False,
-                       name=f"{name}_bn")(x)
+                       name=name + BATCH_NORM_SUFFIX)(x)
     return self.activation(x) if activation else x
 
   def dense(self, x: Array, features: int, activation: bool = True, name: str = "dense") -> Array:
@@ -101,10 +100,42 @@ def local_response_norm(x: Array, k: float = 2.0, n: int = 5, alpha: float = 1e-
 
 # ---------------------------------------------------------------------------------------------
 # Table entries. `group` names the larger unit an entry belongs to (a stage, the FC layer a
-# dropout serves), so removing the unit removes the entry too.
+# dropout serves), so removing the unit removes the entry too. Every entry also says what
+# summary.py needs beyond its kernels: the multiply-adds of its pooling, and whether its output
+# branches off the main path (an auxiliary classifier) instead of feeding the next entry.
+
+class Entry:
+  """What every table entry has besides its fields."""
+  branches_off = False  # True: recorded under its name, but the next entry sees its input
+
+  def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    """Multiply-adds of the entry's pooling for one image (kernels are counted from variables)."""
+    return 0
+
+
+class Block(Entry):
+  """An entry that owns parameters or random draws: its `body` runs in a Flax scope named
+  after it, so what it creates is named `entry/...` (`inception_3a/1x1/kernel`)."""
+
+  def __call__(self, x: Array, ctx: Context) -> Array:
+    return Scoped(self, ctx, name=self.name)(x)
+
+  def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
+    raise NotImplementedError
+
+
+class Scoped(nn.Module):
+  """The Flax scope of one `Block` entry."""
+  block: Block
+  ctx: Context
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    return self.block.body(self, x, self.ctx)
+
 
 @dataclasses.dataclass(frozen=True)
-class Conv:
+class Conv(Entry):
   name: str
   features: int
   kernel: int
@@ -121,7 +152,7 @@ class Conv:
 
 
 @dataclasses.dataclass(frozen=True)
-class Pool:
+class Pool(Entry):
   """Max or average pooling; `activation=True` applies the activation after it (LeNet-5 1998)."""
   name: str
   window: int
@@ -135,9 +166,12 @@ class Pool:
     x = pool(x, self.kind, self.window, self.stride, self.padding)
     return ctx.activation(x) if self.activation else x
 
+  def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    return math.prod(out_shape) * self.window ** 2  # C_out·H'·W'·K·K
+
 
 @dataclasses.dataclass(frozen=True)
-class LRN:
+class LRN(Entry):
   """Local response normalisation across channels, paper constants by default."""
   name: str
   k: float = 2.0
@@ -151,7 +185,7 @@ class LRN:
 
 
 @dataclasses.dataclass(frozen=True)
-class Dense:
+class Dense(Entry):
   """A fully connected layer on the flattened input; `activation=False` for class scores."""
   name: str
   features: int
@@ -163,48 +197,44 @@ class Dense:
 
 
 @dataclasses.dataclass(frozen=True)
-class Dropout:
-  """Inverted dropout: scaled at training time, the identity at test time."""
+class Dropout(Block):
+  """Inverted dropout: scaled at training time, the identity at test time.
+
+  The mask is drawn for the whole global batch and sliced per device, so training draws the
+  same masks on one device or many (the mask is small: FC layers).
+  """
   name: str
   rate: float
   group: str | None = None
 
-  def __call__(self, x: Array, ctx: Context) -> Array:
-    return GlobalBatchDropout(self.rate, ctx.axis_name, name=self.name)(x, not ctx.train)
-
-
-class GlobalBatchDropout(nn.Module):
-  """Inverted dropout whose mask is drawn for the whole global batch and sliced per device, so
-  training draws the same masks on one device or many (the mask is small: FC layers)."""
-  rate: float
-  axis_name: str | None = None
-
-  @nn.compact
-  def __call__(self, x: Array, deterministic: bool) -> Array:
-    if deterministic or self.rate == 0:
+  def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
+    if not ctx.train or self.rate == 0:
       return x
-    key = self.make_rng("dropout")
-    if self.axis_name is None:
+    key = scope.make_rng("dropout")
+    if ctx.axis_name is None:
       keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
     else:
-      devices = jax.lax.psum(1, self.axis_name)
+      devices = jax.lax.psum(1, ctx.axis_name)
       keep = jax.random.bernoulli(key, 1.0 - self.rate, (devices * x.shape[0], *x.shape[1:]))
-      start = jax.lax.axis_index(self.axis_name) * x.shape[0]
+      start = jax.lax.axis_index(ctx.axis_name) * x.shape[0]
       keep = jax.lax.dynamic_slice_in_dim(keep, start, x.shape[0])
     return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
 
 
 @dataclasses.dataclass(frozen=True)
-class GlobalAvgPool:
+class GlobalAvgPool(Entry):
   name: str
   group: str | None = None
 
   def __call__(self, x: Array, ctx: Context) -> Array:
     return jnp.mean(x, axis=(1, 2))
 
+  def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    return math.prod(in_shape)
+
 
 @dataclasses.dataclass(frozen=True)
-class Inception:
+class Inception(Block):
   """Four parallel branches concatenated on channels (Szegedy et al. 2014, Table 1)."""
   name: str
   c1: int          # #1×1
@@ -214,27 +244,27 @@ class Inception:
   c5: int          # #5×5
   pool_proj: int   # pool proj
   group: str | None = None
+  POOL = 3         # the pool-projection branch's 3×3/1 max pool, padded to keep the size
 
-  def __call__(self, x: Array, ctx: Context) -> Array:
-    return InceptionModule(self, ctx, name=self.name)(x)
-
-
-class InceptionModule(nn.Module):
-  spec: Inception
-  ctx: Context
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    s, ctx = self.spec, self.ctx
-    branch1 = ctx.conv(x, s.c1, 1, name="1x1")
-    branch3 = ctx.conv(ctx.conv(x, s.c3_reduce, 1, name="3x3_reduce"), s.c3, 3, padding=1, name="3x3")
-    branch5 = ctx.conv(ctx.conv(x, s.c5_reduce, 1, name="5x5_reduce"), s.c5, 5, padding=2, name="5x5")
-    branch_pool = ctx.conv(pool(x, "max", 3, 1, 1), s.pool_proj, 1, name="pool_proj")
+  def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
+    branch1 = ctx.conv(x, self.c1, 1, name="1x1")
+    branch3 = ctx.conv(ctx.conv(x, self.c3_reduce, 1, name="3x3_reduce"), self.c3, 3, padding=1,
+                       name="3x3")
+    branch5 = ctx.conv(ctx.conv(x, self.c5_reduce, 1, name="5x5_reduce"), self.c5, 5, padding=2,
+                       name="5x5")
+    pooled = pool(x, "max", self.POOL, 1, self.POOL // 2)
+    branch_pool = ctx.conv(pooled, self.pool_proj, 1, name="pool_proj")
     return jnp.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
+
+  def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    return math.prod(in_shape) * self.POOL ** 2
+
+
+BOTTLENECK_EXPANSION = 4
 
 
 @dataclasses.dataclass(frozen=True)
-class Residual:
+class Residual(Block):
   """A residual block (He et al. 2015): `block` "basic" (two 3×3) or "bottleneck" (1×1, 3×3, 1×1 ×4).
 
   `residual=False` drops the shortcut (the paper's plain nets). Where the shape changes, the
@@ -248,50 +278,36 @@ class Residual:
   shortcut: str = "B"
   group: str | None = None
 
-  def __call__(self, x: Array, ctx: Context) -> Array:
-    return ResidualBlock(self, ctx, name=self.name)(x)
-
-
-BOTTLENECK_EXPANSION = 4
-
-
-class ResidualBlock(nn.Module):
-  spec: Residual
-  ctx: Context
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    s, ctx = self.spec, self.ctx
-    if s.block == "basic":
-      out_features = s.features
-      y = ctx.conv(x, s.features, 3, s.stride, 1, name="conv1")
-      y = ctx.conv(y, s.features, 3, 1, 1, activation=False, name="conv2")
+  def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
+    if self.block == "basic":
+      out_features = self.features
+      y = ctx.conv(x, self.features, 3, self.stride, 1, name="conv1")
+      y = ctx.conv(y, self.features, 3, 1, 1, activation=False, name="conv2")
     else:
-      out_features = s.features * BOTTLENECK_EXPANSION
+      out_features = self.features * BOTTLENECK_EXPANSION
       # The stride sits on the first 1×1 convolution, as in the paper's released models.
-      y = ctx.conv(x, s.features, 1, s.stride, name="conv1")
-      y = ctx.conv(y, s.features, 3, 1, 1, name="conv2")
+      y = ctx.conv(x, self.features, 1, self.stride, name="conv1")
+      y = ctx.conv(y, self.features, 3, 1, 1, name="conv2")
       y = ctx.conv(y, out_features, 1, activation=False, name="conv3")
-    if s.residual:
-      y = y + self.shortcut(x, out_features)
+    if self.residual:
+      y = y + self.shortcut_path(x, out_features, ctx)
     return ctx.activation(y)
 
-  def shortcut(self, x: Array, out_features: int) -> Array:
-    s, ctx = self.spec, self.ctx
-    changes_shape = s.stride != 1 or x.shape[-1] != out_features
-    if s.shortcut == "C" or (s.shortcut == "B" and changes_shape):
-      return ctx.conv(x, out_features, 1, s.stride, activation=False, name="projection")
+  def shortcut_path(self, x: Array, out_features: int, ctx: Context) -> Array:
+    changes_shape = self.stride != 1 or x.shape[-1] != out_features
+    if self.shortcut == "C" or (self.shortcut == "B" and changes_shape):
+      return ctx.conv(x, out_features, 1, self.stride, activation=False, name="projection")
     if not changes_shape:
       return x
     if x.shape[-1] > out_features:
-      raise ValueError(f"block {s.name!r}: a zero-padded identity shortcut (option A) cannot go "
-                       f"from {x.shape[-1]} to {out_features} channels")
-    x = x[:, ::s.stride, ::s.stride, :]
+      raise ValueError(f"block {self.name!r}: a zero-padded identity shortcut (option A) cannot "
+                       f"go from {x.shape[-1]} to {out_features} channels")
+    x = x[:, ::self.stride, ::self.stride, :]
     return jnp.pad(x, [(0, 0)] * 3 + [(0, out_features - x.shape[-1])])
 
 
 @dataclasses.dataclass(frozen=True)
-class AuxHead:
+class AuxHead(Block):
   """GoogLeNet's auxiliary classifier: avg pool 5×5/3, 1×1 conv 128, FC 1024, dropout 0.7, linear.
 
   Its class scores are recorded under its name and weighted into the training loss; the main
@@ -301,41 +317,30 @@ class AuxHead:
   num_classes: int
   loss_weight: float = 0.3
   group: str | None = None
+  POOL, POOL_STRIDE = 5, 3
+  branches_off = True
 
-  def __call__(self, x: Array, ctx: Context) -> Array:
-    return AuxClassifier(self, ctx, name=self.name)(x)
-
-
-class AuxClassifier(nn.Module):
-  spec: AuxHead
-  ctx: Context
-
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    ctx = self.ctx
-    y = ctx.conv(pool(x, "avg", 5, 3), 128, 1, name="conv")
+  def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
+    y = ctx.conv(pool(x, "avg", self.POOL, self.POOL_STRIDE), 128, 1, name="conv")
     y = ctx.dense(y, 1024, name="fc")
-    y = GlobalBatchDropout(0.7, ctx.axis_name)(y, not ctx.train)
-    return ctx.dense(y, self.spec.num_classes, activation=False, name="linear")
+    y = Dropout("dropout", 0.7)(y, ctx)
+    return ctx.dense(y, self.num_classes, activation=False, name="linear")
+
+  def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
+    height, width, channels = in_shape
+    pooled = [(size - self.POOL) // self.POOL_STRIDE + 1 for size in (height, width)]
+    return math.prod(pooled) * channels * self.POOL ** 2
 
 
 @dataclasses.dataclass(frozen=True)
-class PositionBias:
+class PositionBias(Block):
   """A separate learned bias for every board position, then flattening (AlphaGo policy net)."""
   name: str
   group: str | None = None
 
-  def __call__(self, x: Array, ctx: Context) -> Array:
-    bias = PositionBiasParam(x.shape[1:], name=self.name)().astype(x.dtype)
+  def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
+    bias = scope.param("bias", nn.initializers.zeros, x.shape[1:]).astype(x.dtype)
     return (x + bias).reshape((x.shape[0], -1))
-
-
-class PositionBiasParam(nn.Module):
-  shape: tuple[int, ...]
-
-  @nn.compact
-  def __call__(self) -> Array:
-    return self.param("bias", nn.initializers.zeros, self.shape)
 
 
 Layer = Conv | Pool | LRN | Dense | Dropout | GlobalAvgPool | Inception | Residual | AuxHead | PositionBias
@@ -355,21 +360,26 @@ class ConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
-    ctx = Context(lookup(ACTIVATIONS, "activation", self.activation),
-                  lookup(INITIALIZERS, "initializer", self.kernel_init),
+    ctx = Context(config_values.choose("model.activation", self.activation, ACTIVATIONS),
+                  config_values.choose("model.kernel_init", self.kernel_init, INITIALIZERS),
                   self.batch_norm, self.dtype, train, self.axis_name)
     x = x.astype(self.dtype)
     intermediates = {}
     for layer in self.layers:
       output = layer(x, ctx)
       intermediates[layer.name] = output
-      if not isinstance(layer, AuxHead):
+      if not layer.branches_off:
         x = output
     return x.astype(jnp.float32), intermediates
 
   def aux_loss_weights(self) -> dict[str, float]:
     """Auxiliary classifiers whose scores join the training loss, with their weights."""
     return {l.name: l.loss_weight for l in self.layers if isinstance(l, AuxHead)}
+
+
+def layer_of_parameter(key: str) -> str:
+  """The table entry a top-level parameter collection belongs to (`conv1_bn` → `conv1`)."""
+  return key.removesuffix(BATCH_NORM_SUFFIX)
 
 
 def layer_names(layers: Sequence[Layer]) -> list[str]:

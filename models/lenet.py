@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import config_values
 from models.layers import Conv, Dense, Pool
+from models.registry import register
 
 # form → (activation, pooling kind, activation after pooling)
 FORMS = {
@@ -12,15 +14,14 @@ FORMS = {
 }
 
 
-def check_form(form: str) -> tuple[str, str, bool]:
-  if form not in FORMS:
-    raise ValueError(f"unknown LeNet-5 form {form!r}; known: {', '.join(FORMS)}")
-  return FORMS[form]
+def lenet5_activation(form: str = "modern") -> str:
+  return config_values.choose("LeNet-5 form", form, FORMS)[0]
 
 
+@register("lenet5", input_size=32, channels=1, num_classes=10, activation=lenet5_activation)
 def lenet5(num_classes: int, form: str = "modern") -> tuple:
   """The layer table, named as in the paper: C1, S2, C3, S4, C5, F6, output."""
-  _, pool_kind, act_after_pool = check_form(form)
+  _, pool_kind, act_after_pool = config_values.choose("LeNet-5 form", form, FORMS)
   return (
       Conv("c1", 6, 5),                                   # 28×28×6
       Pool("s2", 2, 2, pool_kind, activation=act_after_pool),  # 14×14×6
@@ -30,7 +31,3 @@ def lenet5(num_classes: int, form: str = "modern") -> tuple:
       Dense("f6", 84),                                    # 84
       Dense("output", num_classes, activation=False),
   )
-
-
-def lenet5_activation(form: str = "modern") -> str:
-  return check_form(form)[0]

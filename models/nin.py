@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from models.layers import Conv, Dropout, GlobalAvgPool, Pool
+from models.registry import register
 
 
 def mlpconv(block: int, features: int, kernel: int, stride: int, padding: int,
@@ -16,6 +17,7 @@ def mlpconv(block: int, features: int, kernel: int, stride: int, padding: int,
   ]
 
 
+@register("nin", input_size=224)
 def nin(num_classes: int) -> tuple:
   """The ImageNet model: 224×224×3 → 54 → 26 → 12 → 5×5×classes → average pool → classes."""
   return (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import config_values
 from models.layers import Conv, Dense, GlobalAvgPool, Pool, Residual
+from models.registry import register
 
 IMAGENET_STAGES = {
     18: ("basic", (2, 2, 2, 2)),
@@ -19,17 +21,15 @@ def parse_depth(argument: str, depths: tuple[int, ...], family: str) -> tuple[bo
   """"50" → (False, 50), "plain34" → (True, 34): a config argument naming a depth."""
   plain = argument.startswith("plain")
   digits = argument.removeprefix("plain")
-  if not digits.isdigit() or int(digits) not in depths:
-    known = [str(d) for d in depths] + [f"plain{d}" for d in depths]
-    raise ValueError(f"unknown {family} {argument!r}; known: {', '.join(known)}")
+  known = [str(d) for d in depths] + [f"plain{d}" for d in depths]
+  config_values.check_choice(family, argument, known)
   return plain, int(digits)
 
 
 def stages(block: str, blocks_per_stage: tuple[int, ...], widths: tuple[int, ...], residual: bool,
            shortcut: str) -> list:
   """stage{i}_block{j} entries, grouped by stage; the first block of stages 2+ strides 2."""
-  if shortcut not in SHORTCUTS:
-    raise ValueError(f"unknown shortcut option {shortcut!r}; known: {', '.join(SHORTCUTS)}")
+  config_values.check_choice("model.shortcut", shortcut, SHORTCUTS)
   residual = residual and shortcut != "none"
   return [Residual(f"stage{i}_block{j}", block, width, 2 if i > 1 and j == 1 else 1, residual,
                    shortcut, group=f"stage{i}")
@@ -37,6 +37,13 @@ def stages(block: str, blocks_per_stage: tuple[int, ...], widths: tuple[int, ...
           for j in range(1, count + 1)]
 
 
+def variants(prefix: str, depths) -> dict[str, dict]:
+  """Registry names of a depth table, residual and plain: resnet18 …, plain18 …"""
+  return {f"{prefix}{kind}{depth}": {"depth": depth, "residual": kind != "plain"}
+          for depth in depths for kind in ("resnet", "plain")}
+
+
+@register(variants("", IMAGENET_STAGES), input_size=224, norm="batch")
 def resnet(num_classes: int, depth: int, residual: bool = True, shortcut: str = "B") -> tuple:
   """224×224×3 → conv1 112 → pool1 56 → stages 56, 28, 14, 7 → average pool → classes."""
   block, blocks = IMAGENET_STAGES[depth]
@@ -49,6 +56,7 @@ def resnet(num_classes: int, depth: int, residual: bool = True, shortcut: str = 
   )
 
 
+@register(variants("cifar_", CIFAR_DEPTHS), input_size=32, num_classes=10, norm="batch")
 def cifar_resnet(num_classes: int, depth: int, residual: bool = True, shortcut: str = "A") -> tuple:
   """32×32×3 → conv1 16 → stages of 16, 32, 64 channels at 32, 16, 8 → average pool → classes (§4.2)."""
   n = (depth - 2) // 6

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import config_values
 from models.alexnet import head
 from models.layers import LRN, Conv, Pool
+from models.registry import register
 
 # Per stage, its convolutions: an int is a 3×3 conv with that many filters, "1x256" a 1×1 conv,
 # "LRN" a local response normalisation. Each stage ends with a 2×2/2 max pool.
@@ -33,10 +35,10 @@ def stage_layers(stage: int, entries: tuple) -> list:
   return layers + [Pool(f"pool{stage}", 2, 2, group=group)]
 
 
+@register({f"vgg_{c}": {"configuration": c} for c in CONFIGS}, input_size=224, norm="lrn")
 def vgg(num_classes: int, configuration: str = "d") -> tuple:
   """224×224×3 → five stages halving the size → 7×7×512 → 4096 → 4096 → classes."""
-  if configuration not in CONFIGS:
-    raise ValueError(f"unknown VGG configuration {configuration!r}; known: {', '.join(CONFIGS)}")
-  body = [layer for stage, entries in enumerate(CONFIGS[configuration], start=1)
+  stages = config_values.choose("VGG configuration", configuration, CONFIGS)
+  body = [layer for stage, entries in enumerate(stages, start=1)
           for layer in stage_layers(stage, entries)]
   return (*body, *head(num_classes))

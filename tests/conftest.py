@@ -1,10 +1,18 @@
-"""Shared fixtures: a small Fashion-MNIST-format dataset built by the tests, and configs."""
+"""Shared fixtures: a small Fashion-MNIST-format dataset built by the tests, configs on it, and
+one trained tiny run that read-only tests share.
+
+Tiers: `pytest -m "not slow"` runs every unit, model and CLI test in a few minutes; tests marked
+`slow` (end-to-end training, multi-process, resume) run with the full suite (`make test`).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import os
 import pathlib
+import shutil
+from typing import Any
 
 # Multi-device code is tested on 8 host CPU devices; set before JAX starts its backends.
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
@@ -16,11 +24,15 @@ import numpy as np
 import pytest
 
 import checkpoints
+import config_values
 import train
 from configs import default
 from input_pipeline import datasets, fashion_mnist
 
 TINY_TRAIN, TINY_TEST = 512, 300
+# A fast run on the tiny dataset: 40 steps of batch 32, evaluated and saved at 20 and 40.
+TINY_RUN = dict(batch_size=32, num_train_steps=40, eval_every_steps=20, checkpoint_every_steps=20,
+                eval_batch_size=64)
 
 
 def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
@@ -65,25 +77,38 @@ def real_data_dir() -> str:
 
 
 def make_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
-  """The default config on `data_dir`, with dotted-name overrides (`model__form="classic"`)."""
+  """The default config on `data_dir`, with overrides named with `__` for dots
+  (`model__form="classic"` sets model.form)."""
   config = default.get_config()
   config.dataset.data_dir = data_dir
   config.log_every_steps = 10
-  for name, value in overrides.items():
-    *parents, leaf = name.split("__")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[leaf] = value
-  return config
+  return config_values.with_overrides(
+      config, {name.replace("__", "."): value for name, value in overrides.items()})
 
 
 @pytest.fixture
 def tiny_config(tiny_data_dir):
-  """A fast config on the tiny dataset: 40 steps of batch 32."""
-  fast = dict(batch_size=32, num_train_steps=40, eval_every_steps=20, checkpoint_every_steps=20,
-              eval_batch_size=64)
-  return lambda **overrides: make_config(tiny_data_dir, **{**fast, **overrides})
+  """A fast config on the tiny dataset (TINY_RUN), with overrides."""
+  return lambda **overrides: make_config(tiny_data_dir, **{**TINY_RUN, **overrides})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedRun:
+  workdir: pathlib.Path
+  metrics: dict[str, Any]  # what train_and_evaluate returned
+
+  def copy(self, destination: pathlib.Path) -> pathlib.Path:
+    """A copy of the workdir, for tests that change it."""
+    shutil.copytree(self.workdir, destination)
+    return destination
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(tiny_data_dir, tmp_path_factory) -> TrainedRun:
+  """The tiny default run, trained once per session: tests only read it (or copy it)."""
+  workdir = tmp_path_factory.mktemp("trained") / "run"
+  metrics = train.train_and_evaluate(make_config(tiny_data_dir, **TINY_RUN), workdir)
+  return TrainedRun(workdir, metrics)
 
 
 def crash_after_checkpoint(monkeypatch, crash_step, config, workdir):

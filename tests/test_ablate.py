@@ -10,6 +10,7 @@ import ml_collections
 import pytest
 
 import ablate
+import config_values
 import input_pipeline
 import models
 import summary
@@ -40,6 +41,7 @@ def test_bad_studies_are_refused_before_anything_runs(tiny_config, tmp_path, var
   assert not (tmp_path / "study").exists()
 
 
+@pytest.mark.slow
 def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_path, capsys):
   config = tiny_config(num_train_steps=20, eval_every_steps=20, checkpoint_every_steps=20)
   variants = [("no_f6", {"model.remove": "f6"}), ("wide_f6", {"model.widths": "f6=200"}),
@@ -52,7 +54,7 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
   assert by_name["diverges"]["top1_error"] is None
   # Parameter counts and deltas are those of the variants' own summaries.
   for name, overrides in [("baseline", {})] + variants:
-    variant_config = ablate.apply_overrides(config, overrides)
+    variant_config = config_values.with_overrides(config, overrides)
     info = input_pipeline.check_dataset(variant_config)
     expected = summary.summarize(models.create_model(variant_config.model, 10),
                                  input_pipeline.input_shape(variant_config, info), 10)
@@ -80,6 +82,7 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
   assert capsys.readouterr().out.count("step 20/20") == 0  # only the diverging one trained
 
 
+@pytest.mark.slow
 def test_an_interrupted_variant_resumes_from_its_checkpoint(tiny_config, tmp_path, monkeypatch,
                                                             capsys):
   study = make_study(tiny_config(), [("no_f6", {"model.remove": "f6"})])
@@ -98,9 +101,9 @@ def test_shipped_studies_build_every_variant(name):
   names = [variant for variant, _ in study.variants]
   assert len(set(names)) == len(names) and ablate.BASELINE not in names
   for _, overrides in study.variants:
-    config = ablate.apply_overrides(study.base, dict(overrides))
-    entry = models.check_model_name(config.model.name)
-    size = config.dataset.image_size or entry.input_size
+    config = config_values.with_overrides(study.base, dict(overrides))
+    entry = models.entry(config.model.name)
+    size = config.dataset.crop_size or entry.input_size
     num_classes = entry.num_classes
     models.trace(models.create_model(config.model, num_classes), (size, size, entry.channels),
                  num_classes)
@@ -110,7 +113,7 @@ def test_zeiler_fergus_removals_drop_the_published_parameter_counts():
   study = importlib.import_module("configs.studies.zeiler_fergus").get_config()
   params = {}
   for name, overrides in [("baseline", {})] + list(study.variants):
-    config = ablate.apply_overrides(study.base, dict(overrides))
+    config = config_values.with_overrides(study.base, dict(overrides))
     params[name] = summary.summarize(models.create_model(config.model, 1000), (227, 227, 3),
                                      1000)["total_params"]
   dropped = {name: (params["baseline"] - p) / 1e6 for name, p in params.items()}

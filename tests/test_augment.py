@@ -4,13 +4,18 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 import tensorflow_datasets as tfds
 
+import evaluation
+import experiment
 import input_pipeline
 import models
 import parallel
+import schedules
 import train
+from configs import cifar_resnet
 from input_pipeline import augment, color_pca, preprocess
 from tests.conftest import make_config
 
@@ -98,10 +103,10 @@ def test_host_resize_and_centre_crop():
   resized = preprocess.resize(image, 32)
   assert resized.shape == (32, 80, 3)
   assert preprocess.resize(image, 32, "warp").shape == (32, 32, 3)
-  assert preprocess.center_crop(resized, 32).shape == (32, 32, 3)
-  np.testing.assert_array_equal(preprocess.center_crop(resized, 32), resized[:, 24:56])
+  assert preprocess.center_crop_image(resized, 32).shape == (32, 32, 3)
+  np.testing.assert_array_equal(preprocess.center_crop_image(resized, 32), resized[:, 24:56])
   with pytest.raises(ValueError, match="center crop 33 is larger than the image"):
-    preprocess.center_crop(resized, 33)
+    preprocess.center_crop_image(resized, 33)
 
 
 def tiny_model_config():
@@ -109,18 +114,18 @@ def tiny_model_config():
 
 
 def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
-  config = make_config("", dataset__image_size=24, eval__ten_crop=True)
+  config = make_config("", dataset__crop_size=24, eval__ten_crop=True)
   config.dataset.normalization = "none"
   stats = color_pca.IMAGENET
   model = models.create_model(tiny_model_config(), 10)
   images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
   labels = np.array([1, 2, 3])
   variables = model.init(jax.random.key(0), jnp.zeros((1, 24, 24, 3)))
-  state = train.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                  tx=train.optax.sgd(0.1), batch_stats=variables["batch_stats"],
-                                  rng=None, plateau=train.Plateau.create())
+  state = experiment.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                  tx=optax.sgd(0.1), batch_stats=variables["batch_stats"],
+                                  rng=None, plateau=schedules.Plateau.create())
   devices = parallel.DataParallel(num_devices=1)
-  step = train.create_eval_steps(config, stats, devices)["ten_crop"]
+  step = evaluation.create_eval_steps(config, stats, devices)["ten_crop"]
   batch = {"image": images, "label": labels, "mask": np.ones(3, np.float32)}
   counts = devices.unreplicate(step(devices.replicate(state), devices.shard(batch)))
   crops = augment.ten_crops(jnp.asarray(images, jnp.float32) / 255.0, 24)
@@ -132,7 +137,7 @@ def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
 
 
 def test_same_seed_same_augmentation():
-  config = make_config("", dataset__image_size=24, augment__random_crop=True, augment__flip=True,
+  config = make_config("", dataset__crop_size=24, augment__random_crop=True, augment__flip=True,
                        augment__pca_lighting=0.1)
   fn = augment.make_train_preprocess(config, color_pca.IMAGENET)
   images = jnp.asarray(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
@@ -150,7 +155,7 @@ def imagenet_like(**overrides):
   """imagenet2012, resized small so a tiny network can run: 40 → centre 36 → 32 crops."""
   config = make_config("", dataset__name="imagenet2012", dataset__train_split="train",
                        dataset__eval_split="validation", dataset__resize=40,
-                       dataset__center_crop=36, dataset__pad=0, dataset__image_size=32,
+                       dataset__center_crop=36, dataset__pad=0, dataset__crop_size=32,
                        dataset__color_stats="imagenet", dataset__normalization="mean",
                        augment__random_crop=True, augment__flip=True, augment__pca_lighting=0.1,
                        eval__ten_crop=True, model__name="cifar_resnet20", batch_size=8,
@@ -164,6 +169,32 @@ def imagenet_like(**overrides):
   return config
 
 
+def test_cifar_recipe_pads_by_4_crops_32_at_random_and_flips():
+  """He et al. 2015 §4.2: pad 4, a random 32×32 crop or its mirror; testing sees the original."""
+  config = cifar_resnet.get_config("20")
+  config.dataset.name = "synthetic"
+  config.dataset.synthetic.update(image_size=32, num_classes=10)
+  config.dataset.normalization = "none"  # pixel values stay comparable below
+  info = input_pipeline.check_dataset(config)
+  assert input_pipeline.input_shape(config, info) == (32, 32, 3)
+  rows, cols = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+  image = np.stack([rows + 1, cols + 1, np.full_like(rows, 200)], -1).astype(np.uint8)
+  padded = preprocess.make_host_preprocess(config.dataset)(image)
+  assert padded.shape == (40, 40, 3) and padded[:4].max() == 0 and padded[:, -4:].max() == 0
+  stats = color_pca.IMAGENET
+  batch = jnp.asarray(np.broadcast_to(padded, (64, 40, 40, 3)))
+  crops = np.asarray(augment.make_train_preprocess(config, stats)(
+      batch, augment.example_keys(jax.random.key(0), 0, 64))) * 255
+  windows = {(top, left, mirrored): padded[top:top + 32, left:left + 32][:, ::-1 if mirrored else 1]
+             for top in range(9) for left in range(9) for mirrored in (False, True)}
+  found = [next(k for k, w in windows.items() if np.allclose(crop, w, atol=1e-3)) for crop in crops]
+  assert len({(top, left) for top, left, _ in found}) > 20  # random positions over the padding
+  assert 0 < sum(mirrored for _, _, mirrored in found) < 64
+  centre = np.asarray(augment.make_eval_preprocess(config, stats, "single")(batch[:1]))[0, 0]
+  np.testing.assert_allclose(centre * 255, image, atol=1e-3)
+
+
+@pytest.mark.slow
 def test_mocked_imagenet_of_random_sizes_trains_and_evaluates_both_protocols(tmp_path):
   with tfds.testing.mock_data(num_examples=20):
     data = input_pipeline.load_data(imagenet_like())
@@ -177,6 +208,7 @@ def test_mocked_imagenet_of_random_sizes_trains_and_evaluates_both_protocols(tmp
   assert {"train", "eval", "eval_ten_crop"} <= set(results)
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp_path):
   config = imagenet_like(dataset__name="synthetic", dataset__train_split="train",
                          dataset__eval_split="test")
@@ -191,7 +223,7 @@ def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp
 
 
 @pytest.mark.parametrize("overrides,message", [
-    ({"dataset__image_size": 40}, "dataset.image_size 40 \\(the crop\\) is larger than the stored image 36×36"),
+    ({"dataset__crop_size": 40}, "dataset.crop_size 40 is larger than the stored image 36×36"),
     ({"dataset__center_crop": 48}, "dataset.center_crop 48 is larger than the resized image"),
     ({"dataset__color_stats": "/nowhere/stats.npz"}, "colour statistics file /nowhere/stats.npz not found; compute it with"),
     ({"dataset__normalization": "whiten"}, "unknown dataset.normalization 'whiten'"),

@@ -14,6 +14,9 @@ CONFIGS = ["default.py", "alexnet.py", "zfnet.py", "googlenet.py", "nin.py",
            *[f"cifar_resnet.py:{d}" for d in ("20", "56", "110", "plain20", "plain56")]]
 
 
+GENERIC_MODEL_FIELDS = {"name", "activation", "kernel_init", "norm", "remove", "widths", "dtype"}
+
+
 def load(spec: str):
   path, _, argument = spec.partition(":")
   module = importlib.import_module(f"configs.{path.removesuffix('.py')}")
@@ -23,11 +26,12 @@ def load(spec: str):
 @pytest.mark.parametrize("spec", CONFIGS)
 def test_config_builds_its_model(spec):
   module, config = load(spec)
-  entry = models.check_model_name(config.model.name)
-  size = config.dataset.image_size or entry.input_size
+  entry = models.entry(config.model.name)
+  size = config.dataset.crop_size or entry.input_size
   num_classes = {"imagenet2012": 1000, "cifar10": 10, "fashion_mnist": 10}[config.dataset.name]
   model = models.create_model(config.model, num_classes)
   models.trace(model, (size, size, entry.channels), num_classes)
+  assert set(config.model) - GENERIC_MODEL_FIELDS == set(entry.fields)  # no stray family fields
   assert "Run:" in module.__doc__ and "train.py --config=configs/" in module.__doc__
   assert config.optimizer.learning_rate > 0 and config.batch_size > 0
 
@@ -36,7 +40,7 @@ def test_recipes_follow_the_papers():
   _, alexnet = load("alexnet.py")
   assert (alexnet.optimizer.learning_rate, alexnet.optimizer.momentum,
           alexnet.optimizer.weight_decay, alexnet.batch_size) == (0.01, 0.9, 5e-4, 128)
-  assert alexnet.dataset.image_size == 227
+  assert alexnet.dataset.crop_size == 227
   _, resnet = load("resnet.py:34")
   assert (resnet.optimizer.learning_rate, resnet.optimizer.weight_decay, resnet.batch_size) == (
       0.1, 1e-4, 256)
@@ -52,5 +56,6 @@ def test_unknown_parameterisation_is_a_clear_error():
 
 
 def test_every_config_file_is_tested():
-  files = {p.name for p in (REPO / "configs").glob("*.py")} - {"__init__.py", "imagenet_base.py"}
+  files = {p.name for p in (REPO / "configs").glob("*.py")} - {"__init__.py", "base.py",
+                                                                "imagenet_base.py"}
   assert files == {spec.partition(":")[0] for spec in CONFIGS}

@@ -3,10 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 from flax import traverse_util
 
+import checkpoints
+import experiment
 import finetune
 import input_pipeline
 import models
@@ -15,15 +16,16 @@ from tests.conftest import make_config
 
 
 def saved_params(workdir, step):
-  return ocp.StandardCheckpointer().restore(workdir / "checkpoints" / str(step) / "default")["params"]
+  return checkpoints.read(workdir, step)["params"]
 
 
 def fresh_state(config, num_classes=10):
   model = models.create_model(config.model, num_classes)
-  return train.create_train_state(config, model, (32, 32, 1),
-                                  train.create_optimizer(config, 0.1, model.layers[-1].name))
+  return experiment.create_train_state(config, model, (32, 32, 1),
+                                  experiment.create_optimizer(config, 0.1, model.layers[-1].name))
 
 
+@pytest.mark.slow
 def test_frozen_layers_stay_bit_identical_while_the_rest_trains(tiny_config, tmp_path):
   config = tiny_config(optimizer__frozen="c1,c3/kernel")
   train.train_and_evaluate(config, tmp_path)
@@ -42,7 +44,7 @@ def test_multipliers_scale_each_groups_update():
   params = fresh_state(config).params
   grads = jax.tree.map(jnp.ones_like, params)
   def updates(cfg):
-    tx = train.create_optimizer(cfg, lambda step: 0.5, "output")
+    tx = experiment.create_optimizer(cfg, lambda step: 0.5, "output")
     return traverse_util.flatten_dict(tx.update(grads, tx.init(params), params)[0])
   scaled, reference = updates(config), updates(plain)
   factors = {"output": 0.1, "f6": 0.01, "c1": 1.0, "c3": 1.0, "c5": 1.0}
@@ -71,35 +73,36 @@ def test_bad_fine_tuning_configs_are_refused(tiny_config, tmp_path, overrides, m
   assert not (tmp_path / "run").exists()
 
 
-def test_new_head_is_reinitialised_and_listed(tiny_config, tmp_path):
-  train.train_and_evaluate(tiny_config(), tmp_path / "source")
+def test_new_head_is_reinitialised_and_listed(tiny_config, trained_tiny_run):
+  source_dir = trained_tiny_run.workdir
   state = fresh_state(tiny_config(), num_classes=5)
   reports = []
-  merged = finetune.initialize_from(str(tmp_path / "source"),
+  merged = finetune.initialize_from(str(source_dir),
                                     {"params": state.params, "batch_stats": state.batch_stats},
                                     reports.append)
-  source = saved_params(tmp_path / "source", 40)
+  source = saved_params(source_dir, 40)
   np.testing.assert_array_equal(merged["params"]["c1"]["kernel"], source["c1"]["kernel"])
   np.testing.assert_array_equal(merged["params"]["output"]["kernel"], state.params["output"]["kernel"])
   assert merged["params"]["output"]["kernel"].shape == (84, 5)
   assert reports[0].endswith("re-initialised (new shape or init_reset): output")
 
 
-def test_networks_that_differ_beyond_shapes_are_an_error(tiny_config, tmp_path):
-  train.train_and_evaluate(tiny_config(), tmp_path / "source")
+def test_networks_that_differ_beyond_shapes_are_an_error(tiny_config, tmp_path, trained_tiny_run):
   with pytest.raises(ValueError, match=r"differ in params beyond their shapes \(only here: none; "
                                        r"only there: f6/bias, f6/kernel\)"):
-    train.train_and_evaluate(tiny_config(model__remove="f6", init_from=str(tmp_path / "source")),
+    train.train_and_evaluate(tiny_config(model__remove="f6", init_from=str(trained_tiny_run.workdir)),
                              tmp_path / "target")
 
 
-def test_linear_probe_from_a_pretrained_run(tiny_config, tmp_path, capsys):
-  train.train_and_evaluate(tiny_config(), tmp_path / "source")
+@pytest.mark.slow
+def test_linear_probe_from_a_pretrained_run(tiny_config, tmp_path, capsys, trained_tiny_run):
   capsys.readouterr()
   probe = train.train_and_evaluate(
-      tiny_config(init_from=str(tmp_path / "source"), optimizer__linear_probe=True), tmp_path / "probe")
+      tiny_config(init_from=str(trained_tiny_run.workdir), optimizer__linear_probe=True),
+      tmp_path / "probe")
   assert "initialised from" in capsys.readouterr().out
-  source, probed = saved_params(tmp_path / "source", 40), saved_params(tmp_path / "probe", 40)
+  source = saved_params(trained_tiny_run.workdir, 40)
+  probed = saved_params(tmp_path / "probe", 40)
   for layer in ("c1", "c3", "c5", "f6"):
     jax.tree.map(np.testing.assert_array_equal, source[layer], probed[layer])
   assert not np.array_equal(source["output"]["kernel"], probed["output"]["kernel"])

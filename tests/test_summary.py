@@ -18,7 +18,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 def summarize(name, num_classes=1000, **fields):
   model = models.create_model(ml_collections.ConfigDict({"name": name, **fields}), num_classes)
-  return summary.summarize(model, models.native_input_shape(name), num_classes)
+  return summary.summarize(model, models.entry(name).input_shape, num_classes)
 
 
 def rows(result):
@@ -75,8 +75,8 @@ def test_param_totals_equal_the_model_variables():
   for name in ("vgg_c", "nin", "cifar_plain44", "alphago_policy"):
     entry = models.REGISTRY[name]
     model = models.create_model(ml_collections.ConfigDict({"name": name}), entry.num_classes)
-    variables, _ = models.trace(model, models.native_input_shape(name), entry.num_classes)
-    result = summary.summarize(model, models.native_input_shape(name), entry.num_classes)
+    variables, _ = models.trace(model, models.entry(name).input_shape, entry.num_classes)
+    result = summary.summarize(model, models.entry(name).input_shape, entry.num_classes)
     assert result["total_params"] == sum(x.size for x in jax.tree.leaves(variables["params"]))
 
 

@@ -8,21 +8,23 @@ import sys
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 import checkpoints
-import eval as evaluation
+import evaluation
+import experiment
 import input_pipeline
 import models
 import parallel
 import reporting
+import schedules
 import train
 from tests.conftest import TINY_TEST, crash_after_checkpoint, make_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_short_run_on_real_fashion_mnist_learns(real_data_dir, tmp_path):
   config = make_config(real_data_dir, num_train_steps=400, eval_every_steps=400,
                        checkpoint_every_steps=400, log_every_steps=50)
@@ -35,14 +37,15 @@ def test_short_run_on_real_fashion_mnist_learns(real_data_dir, tmp_path):
   assert train_rows[-1]["loss"] < 0.5 * train_rows[0]["loss"]
 
 
+@pytest.mark.slow
 def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
   config = make_config(real_data_dir)
   data = input_pipeline.load_data(config)
   model = models.create_model(config.model, 10)
-  state = train.create_train_state(config, model, (32, 32, 1), train.create_optimizer(config, 0.1))
+  state = experiment.create_train_state(config, model, (32, 32, 1), experiment.create_optimizer(config, 0.1))
   devices = parallel.DataParallel(num_devices=1)
-  eval_step = train.create_eval_steps(config, data.stats, devices)["single"]
-  evaluate = lambda batch_size: train.evaluate(
+  eval_step = evaluation.create_eval_steps(config, data.stats, devices)["single"]
+  evaluate = lambda batch_size: evaluation.evaluate(
       devices.replicate(state), input_pipeline.eval_batches(data.eval, batch_size), eval_step,
       devices)
   reference = evaluate(500)
@@ -60,7 +63,7 @@ def test_topk_errors_on_hand_made_logits():
                      [9, 9, 9, 9, 9, 0]], np.float32)
   labels = np.array([0, 0, 1, 5])
   mask = np.array([1, 1, 1, 0], np.float32)
-  counts = jax.device_get(train.classification_counts(logits, labels, mask))
+  counts = jax.device_get(evaluation.classification_counts(logits, labels, mask))
   assert counts["top1_errors"] == 2      # rows 1 and 2 (row 3 is masked)
   assert counts["top5_errors"] == 1      # row 1: class 0 ranks last
   assert counts["count"] == 3
@@ -68,8 +71,8 @@ def test_topk_errors_on_hand_made_logits():
   assert counts["loss"] == pytest.approx(float(expected_loss), rel=1e-6)
 
 
-def test_run_writes_results_curves_and_logs(tiny_config, tmp_path):
-  metrics = train.train_and_evaluate(tiny_config(), tmp_path)
+def test_run_writes_results_curves_and_logs(trained_tiny_run):
+  tmp_path, metrics = trained_tiny_run.workdir, trained_tiny_run.metrics
   results = json.loads((tmp_path / "results.json").read_text())
   assert set(results) == {"single"}
   assert set(results["single"]) == {"top1_error", "top5_error", "loss", "num_examples", "step"}
@@ -84,6 +87,7 @@ def test_run_writes_results_curves_and_logs(tiny_config, tmp_path):
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
     tiny_config, tmp_path, capsys, monkeypatch):
   straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
@@ -96,16 +100,14 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
   assert steps == [10, 20, 30, 40, 50, 60]
   # The uninterrupted run's step-40 checkpoint was written while later steps reused (donated)
   # the state's buffers; it must hold exactly what the crashed run's waited-for save holds.
-  written_while_training = ocp.StandardCheckpointer().restore(
-      tmp_path / "straight" / "checkpoints" / "40" / "default")
-  written_then_crashed = ocp.StandardCheckpointer().restore(
-      tmp_path / "resumed" / "checkpoints" / "40" / "default")
+  written_while_training = checkpoints.read(tmp_path / "straight", 40)
+  written_then_crashed = checkpoints.read(tmp_path / "resumed", 40)
   jax.tree.map(np.testing.assert_array_equal, written_while_training, written_then_crashed)
 
 
-def test_eval_script_restores_the_newest_checkpoint(tiny_config, tmp_path):
-  trained = train.train_and_evaluate(tiny_config(), tmp_path)
-  metrics = evaluation.evaluate(tiny_config(), tmp_path)["single"]
+def test_eval_restores_the_newest_checkpoint(tiny_config, tmp_path, trained_tiny_run):
+  trained = trained_tiny_run.metrics
+  metrics = evaluation.evaluate_workdir(tiny_config(), trained_tiny_run.copy(tmp_path / "run"))["single"]
   assert metrics["step"] == 40
   for key in ("top1_error", "top5_error", "num_examples"):
     assert metrics[key] == trained[key]
@@ -114,7 +116,7 @@ def test_eval_script_restores_the_newest_checkpoint(tiny_config, tmp_path):
 
 def test_eval_without_checkpoint_is_a_clear_error(tiny_config, tmp_path):
   with pytest.raises(ValueError, match="no checkpoint in .*train first"):
-    evaluation.evaluate(tiny_config(), tmp_path)
+    evaluation.evaluate_workdir(tiny_config(), tmp_path)
 
 
 def test_learning_rate_schedules(tiny_config):
@@ -122,14 +124,37 @@ def test_learning_rate_schedules(tiny_config):
   config.schedule.warmup_epochs = 1
   config.schedule.name = "step"
   config.schedule.step_epochs = (4, 8)
-  lr = train.create_learning_rate_fn(config, 512)
+  lr = schedules.create_learning_rate_fn(config, 512)
   assert [float(lr(s)) for s in (0, 4, 8, 31, 32, 63, 64, 79)] == pytest.approx(
       [0.0, 0.025, 0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005])
   config.schedule.name = "cosine"
-  lr = train.create_learning_rate_fn(config, 512)
+  lr = schedules.create_learning_rate_fn(config, 512)
   assert float(lr(8)) == pytest.approx(0.05)
   assert float(lr(44)) == pytest.approx(0.025)
   assert float(lr(80)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_timetable_logs_evaluates_and_checkpoints_every_n_steps_and_at_the_end():
+  config = make_config("", log_every_steps=10, eval_every_steps=25, checkpoint_every_steps=20)
+  timetable = schedules.Timetable.from_config(config, last_step=47)
+  due = {step: timetable.due(step) for step in range(1, 48) if timetable.due(step)}
+  log, evaluate, save = schedules.LOG, schedules.EVALUATE, schedules.CHECKPOINT
+  assert due == {10: {log}, 20: {log, save}, 25: {evaluate}, 30: {log}, 40: {log, save},
+                 47: {log, evaluate, save}}
+  assert timetable.due(13, stopping=True) == {log, save}  # SIGTERM: log and save, no eval
+
+
+def test_workdir_written_before_a_field_was_renamed_is_still_ours(tiny_config, tmp_path):
+  config = tiny_config()
+  saved = json.loads(config.to_json())
+  saved["dataset"]["image_size"] = saved["dataset"].pop("crop_size")  # as before the rename
+  (tmp_path / "checkpoints" / "20").mkdir(parents=True)
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  checkpoints.check_workdir(config, tmp_path)  # not refused
+  saved["dataset"]["image_size"] = 24
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  with pytest.raises(ValueError, match="dataset.crop_size: 24 in the workdir, 0 now"):
+    checkpoints.check_workdir(config, tmp_path)
 
 
 BAD_CONFIGS = [
@@ -165,8 +190,8 @@ def test_unprepared_dataset_is_refused(tiny_config, tmp_path):
     train.train_and_evaluate(config, tmp_path / "run")
 
 
-def test_workdir_of_another_model_is_refused_and_kept(tiny_config, tmp_path):
-  train.train_and_evaluate(tiny_config(), tmp_path)
+def test_workdir_of_another_model_is_refused_and_kept(tiny_config, trained_tiny_run):
+  tmp_path = trained_tiny_run.workdir
   before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
   with pytest.raises(ValueError, match="model.form: 'modern' in the workdir, 'classic' now"):
     train.train_and_evaluate(tiny_config(model__form="classic"), tmp_path)
@@ -178,6 +203,7 @@ def run_script(*args, cwd=REPO):
                         timeout=300)
 
 
+@pytest.mark.slow
 def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
   # Run from another folder with a relative workdir, as a user would.
   result = run_script(str(REPO / "train.py"), f"--config={REPO}/configs/default.py", "--workdir=run",
@@ -211,14 +237,15 @@ def test_command_line_errors_exit_nonzero_with_one_line(tiny_data_dir, tmp_path,
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_batch_norm_network_trains_evaluates_and_resumes(tiny_config, tmp_path, monkeypatch):
   config = lambda: tiny_config(model__name="cifar_resnet20", num_train_steps=30,
                                eval_every_steps=10, checkpoint_every_steps=10)
   straight = train.train_and_evaluate(config(), tmp_path / "straight")
   crash_after_checkpoint(monkeypatch, 20, config(), tmp_path / "resumed")
   assert train.train_and_evaluate(config(), tmp_path / "resumed") == straight
-  restored = ocp.StandardCheckpointer().restore(tmp_path / "straight" / "checkpoints" / "30" / "default")
+  restored = checkpoints.read(tmp_path / "straight", 30)
   stats = restored["batch_stats"]["conv1_bn"]
   assert float(np.abs(stats["mean"]).max()) > 0  # running statistics were updated and saved
-  assert evaluation.evaluate(config(), tmp_path / "straight")["single"]["top1_error"] == \
+  assert evaluation.evaluate_workdir(config(), tmp_path / "straight")["single"]["top1_error"] == \
       straight["top1_error"]

@@ -6,10 +6,13 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 import pytest
 
+import experiment
 import models
 import parallel
+import schedules
 import train
 from models.layers import AuxHead, Conv, ConvNet, Dense, GlobalAvgPool, local_response_norm
 
@@ -21,14 +24,14 @@ def build(name, num_classes=1000, **fields):
 def shapes(name, num_classes=1000, input_shape=None, **fields):
   """{layer: output shape without batch} at the native input, traced without compute."""
   model = build(name, num_classes, **fields)
-  _, intermediates = models.trace(model, input_shape or models.native_input_shape(name), num_classes)
+  _, intermediates = models.trace(model, input_shape or models.entry(name).input_shape, num_classes)
   return {k: tuple(v.shape[1:]) for k, v in intermediates.items()}
 
 
 def params(name, num_classes=1000, input_shape=None, **fields):
   """{top-level parameter name: count}."""
   model = build(name, num_classes, **fields)
-  variables, _ = models.trace(model, input_shape or models.native_input_shape(name), num_classes)
+  variables, _ = models.trace(model, input_shape or models.entry(name).input_shape, num_classes)
   return {k: sum(x.size for x in jax.tree.leaves(v)) for k, v in variables["params"].items()}
 
 
@@ -283,6 +286,7 @@ def test_norm_choices():
 # ---------------------------------------------------------------------------------------------
 # Every registered model initialises and runs forward and backward.
 
+FAST_REAL_RUNS = ("lenet5", "cifar_resnet20")  # the others compile for seconds each: slow tier
 REAL_RUNS = {"lenet5": 32, "alexnet": 67, "nin": 67, "alphago_policy": 19, "vgg_a": 32,
              "resnet18": 32, "plain18": 32, "cifar_resnet20": 16, "cifar_plain20": 16}
 
@@ -296,24 +300,31 @@ def forward_backward(model, images, variables):
 
 
 @pytest.mark.parametrize("name", sorted(models.REGISTRY))
-def test_every_model_runs_forward_and_backward(name):
-  entry = models.REGISTRY[name]
-  classes = entry.num_classes if name == "alphago_policy" else 7
-  model = build(name, classes)
-  if name in REAL_RUNS:
-    images = jax.random.normal(jax.random.key(0), (2, REAL_RUNS[name], REAL_RUNS[name], entry.channels))
-    variables = model.init(jax.random.key(0), images)
-    value, grads = jax.jit(lambda v: forward_backward(model, images, v))(variables)
-    assert np.isfinite(float(value))
-    assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
-    assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
-  else:  # large networks: traced at their native size, nothing computed
-    images = jax.ShapeDtypeStruct((2, *models.native_input_shape(name)), jnp.float32)
-    variables = jax.eval_shape(model.init, jax.random.key(0), images)
-    value, grads = jax.eval_shape(lambda v, x: forward_backward(model, x, v), variables, images)
-    assert value.shape == ()
-    assert jax.tree.map(lambda g: g.shape, grads) == jax.tree.map(lambda p: p.shape,
-                                                                  variables["params"])
+def test_every_model_traces_forward_and_backward_at_its_native_input(name):
+  """Shapes only (nothing is computed): every gradient has its parameter's shape."""
+  entry = models.entry(name)
+  model = build(name, entry.num_classes if name == "alphago_policy" else 7)
+  images = jax.ShapeDtypeStruct((2, *entry.input_shape), jnp.float32)
+  variables = jax.eval_shape(model.init, jax.random.key(0), images)
+  value, grads = jax.eval_shape(lambda v, x: forward_backward(model, x, v), variables, images)
+  assert value.shape == ()
+  assert jax.tree.map(lambda g: g.shape, grads) == jax.tree.map(lambda p: p.shape,
+                                                                variables["params"])
+
+
+@pytest.mark.parametrize("name", [
+    name if name in FAST_REAL_RUNS else pytest.param(name, marks=pytest.mark.slow)
+    for name in sorted(REAL_RUNS)])
+def test_networks_compute_finite_nonzero_gradients(name):
+  entry = models.entry(name)
+  model = build(name, entry.num_classes if name == "alphago_policy" else 7)
+  size = REAL_RUNS[name]
+  images = jax.random.normal(jax.random.key(0), (2, size, size, entry.channels))
+  variables = model.init(jax.random.key(0), images)
+  value, grads = jax.jit(lambda v: forward_backward(model, images, v))(variables)
+  assert np.isfinite(float(value))
+  assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+  assert any(float(jnp.abs(g).max()) > 0 for g in jax.tree.leaves(grads))
 
 
 def test_auxiliary_losses_join_the_training_objective():
@@ -321,11 +332,11 @@ def test_auxiliary_losses_join_the_training_objective():
                    GlobalAvgPool("avgpool"), Dense("out", 5, activation=False)))
   images = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
   labels = jnp.array([0, 1, 2, 3])
-  tx = train.optax.sgd(0.0)
-  state = train.TrainState.create(apply_fn=model.apply, tx=tx, batch_stats={},
+  tx = optax.sgd(0.0)
+  state = experiment.TrainState.create(apply_fn=model.apply, tx=tx, batch_stats={},
                                   params=model.init(jax.random.key(1), images)["params"],
                                   rng=jax.random.key_data(jax.random.key(2)),
-                                  plateau=train.Plateau.create())
+                                  plateau=schedules.Plateau.create())
   devices = parallel.DataParallel(num_devices=1)
   step = devices.map(functools.partial(
       train.train_step, learning_rate_fn=lambda step: 0.0, preprocess=lambda images, keys: images,

@@ -1,0 +1,150 @@
+"""Evaluation: the eval step, whole-split top-1/top-5 error under each crop protocol, and the
+newest checkpoint of a workdir evaluated on the config's eval split (what eval.py runs).
+
+Every example counts exactly once, whatever the batch size or number of devices: batches are
+padded and masked (input_pipeline.eval_batches) and the counts summed over the devices.
+"""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+import checkpoints
+import experiment
+import input_pipeline
+import parallel
+import reporting
+from experiment import TOP_K, TrainState
+from input_pipeline import augment
+
+PROTOCOLS = ("single", "ten_crop")  # the centre crop; the four corners, the centre and mirrors
+
+
+def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Per-example softmax cross-entropy: [B, classes], [B] → [B]."""
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+def classification_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+  """Summed loss, top-1 and top-5 errors and example count over the unmasked examples."""
+  top_k = jax.lax.top_k(logits, TOP_K)[1]
+  in_top_k = top_k == labels[:, None]
+  return {
+      "loss": jnp.sum(cross_entropy_loss(logits, labels) * mask),
+      "top1_errors": jnp.sum((~in_top_k[:, 0]) * mask),
+      "top5_errors": jnp.sum((~in_top_k.any(axis=1)) * mask),
+      "count": jnp.sum(mask),
+  }
+
+
+def eval_step(state: TrainState, batch: dict[str, jax.Array],
+              preprocess: Callable) -> dict[str, jax.Array]:
+  """Counts over the global batch; with several crops per image, their softmax outputs are averaged."""
+  crops = preprocess(batch["image"])  # [crops, B, H, W, C]
+  apply = lambda images: state.apply_fn(
+      {"params": state.params, "batch_stats": state.batch_stats}, images, train=False)[0]
+  logits = jax.lax.map(apply, crops)
+  if crops.shape[0] == 1:
+    return parallel.total(classification_counts(logits[0], batch["label"], batch["mask"]))
+  mean_probabilities = jnp.mean(jax.nn.softmax(logits), axis=0)
+  return parallel.total(classification_counts(jnp.log(mean_probabilities), batch["label"],
+                                              batch["mask"]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation over a whole split.
+
+def evaluate(state: TrainState, batches: Iterator[dict[str, np.ndarray]],
+             mapped_eval_step: Callable, data_parallel: parallel.DataParallel) -> dict[str, float]:
+  """Top-1/top-5 error (%), mean loss and example count over every batch, each example once."""
+  totals = None
+  for batch in batches:
+    counts = mapped_eval_step(state, data_parallel.shard(batch))
+    totals = counts if totals is None else jax.tree.map(jnp.add, totals, counts)
+  totals = data_parallel.unreplicate(totals)
+  count = float(totals["count"])
+  return {"top1_error": 100.0 * float(totals["top1_errors"]) / count,
+          "top5_error": 100.0 * float(totals["top5_errors"]) / count,
+          "loss": float(totals["loss"]) / count,
+          "num_examples": int(round(count))}
+
+
+def eval_protocols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  return PROTOCOLS if config.eval.ten_crop else PROTOCOLS[:1]
+
+
+def create_eval_steps(config: ml_collections.ConfigDict, stats: input_pipeline.ColorStats,
+                      data_parallel: parallel.DataParallel) -> dict[str, Callable]:
+  """A data-parallel eval step per protocol the config asks for."""
+  return {protocol: data_parallel.map(functools.partial(
+              eval_step, preprocess=augment.make_eval_preprocess(config, stats, protocol)))
+          for protocol in eval_protocols(config)}
+
+
+def evaluate_protocols(state: TrainState, data: input_pipeline.Data, config,
+                       eval_steps: dict[str, Callable], data_parallel: parallel.DataParallel
+                       ) -> dict[str, dict[str, float]]:
+  """Metrics of every protocol over the whole eval split (replicated `state`)."""
+  return {protocol: evaluate(state, input_pipeline.eval_batches(
+              data.eval, config.eval_batch_size, data_parallel.process_part()), mapped_eval_step, data_parallel)
+          for protocol, mapped_eval_step in eval_steps.items()}
+
+
+def evaluate_and_record(state: TrainState, data: input_pipeline.Data, config, writer,
+                        workdir: pathlib.Path, eval_steps: dict[str, Callable],
+                        data_parallel: parallel.DataParallel) -> dict[str, float]:
+  """Evaluates every protocol, logs and records each; returns the single-crop metrics."""
+  step = int(data_parallel.unreplicate(state.step))
+  results = evaluate_protocols(state, data, config, eval_steps, data_parallel)
+  for protocol, metrics in results.items():
+    split = "eval" if protocol == "single" else f"eval_{protocol}"
+    writer.write(step, split, {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
+    if parallel.is_lead_process():
+      reporting.write_results(workdir, protocol, {**metrics, "step": step})
+    parallel.announce(f"eval ({protocol}) at step {step}: top-1 error {metrics['top1_error']:.2f}% | "
+             f"top-5 error {metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
+             f"{metrics['num_examples']} examples")
+  return {**results["single"], "protocols": results}
+
+
+def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+                     ) -> dict[str, dict[str, Any]]:
+  """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
+  workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
+  parallel.initialize_distributed(config)
+  data_parallel = parallel.DataParallel(config.num_devices)
+  experiment.check_config(config, data_parallel)
+  if checkpoints.latest_step(workdir) is None:
+    raise ValueError(f"no checkpoint in {workdir / checkpoints.CHECKPOINTS}; train first with "
+                     f"`train.py --workdir={workdir}`")
+  checkpoints.check_workdir(config, workdir, checkpoints.SHAPE_FIELDS)
+  data = input_pipeline.load_data(config)
+  _, _, state = experiment.for_data(config, data)  # the structure to restore into
+  manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
+  try:
+    state = checkpoints.restore(manager, state, parallel.announce)
+  finally:
+    manager.close()
+  step = int(state.step)
+  results = evaluate_protocols(data_parallel.replicate(state), data, config,
+                               create_eval_steps(config, data.stats, data_parallel), data_parallel)
+  for protocol, metrics in results.items():
+    metrics["step"] = step
+    if parallel.is_lead_process():
+      reporting.write_results(workdir, protocol, metrics)
+  return results
+
+
+def report(results: dict[str, dict[str, Any]]) -> str:
+  return "\n".join(
+      f"step {m['step']}, {protocol}: top-1 error {m['top1_error']:.2f}% | top-5 error "
+      f"{m['top5_error']:.2f}% | loss {m['loss']:.4f} ({m['num_examples']} examples)"
+      for protocol, m in results.items())
