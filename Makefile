@@ -15,7 +15,7 @@ PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
 main: setup data
 	$(PY) train.py --config=configs/default.py --workdir=$(WORKDIR)
 
-test: setup data
+test: setup data lint
 	$(PY) -m pytest
 
 test-fast: setup data

@@ -1,6 +1,7 @@
 """Runs an ablation study: a base config and named variants, one table of results.
 
-  .venv/bin/python ablate.py --study=configs/studies/NAME.py --workdir=DIR [--study.base.FIELD=VALUE ...]
+  .venv/bin/python ablate.py --study=configs/studies/NAME.py --workdir=DIR \
+      [--study.base.FIELD=VALUE ...]
 
 The baseline (the base config) and every variant train with the same seed and data, one after
 the other, each in DIR/<variant>. A second invocation skips finished variants and resumes an
@@ -49,6 +50,7 @@ class Variant:
 # ---------------------------------------------------------------------------------------------
 # Reading a study: every variant is built and checked before anything runs.
 
+
 def read_study(study: ml_collections.ConfigDict) -> list[Variant]:
   """The baseline and the study's variants, each checked as train.py would check it."""
   entries = [(BASELINE, {})] + [tuple(entry) for entry in study.variants]
@@ -59,8 +61,10 @@ def read_study(study: ml_collections.ConfigDict) -> list[Variant]:
     if not name or not name.replace("_", "").replace("-", "").isalnum():
       raise ValueError(f"variant name {name!r}: use letters, digits, - and _ (it names a folder)")
     if name in seen:
-      raise ValueError(f"duplicate variant name {name!r}" +
-                       (f" ({BASELINE!r} is the base config itself)" if name == BASELINE else ""))
+      raise ValueError(
+        f"duplicate variant name {name!r}"
+        + (f" ({BASELINE!r} is the base config itself)" if name == BASELINE else "")
+      )
     seen.add(name)
     try:
       config = config_values.with_overrides(study.base, dict(overrides))
@@ -69,13 +73,15 @@ def read_study(study: ml_collections.ConfigDict) -> list[Variant]:
       raise ValueError(f"variant {name!r}: {error}") from error
     model = models.create_model(config.model, info.num_classes)
     counts = summary.summarize(model, input_pipeline.input_shape(config, info), info.num_classes)
-    variants.append(Variant(name, dict(overrides), config, counts["total_params"],
-                            counts["total_flops"]))
+    variants.append(
+      Variant(name, dict(overrides), config, counts["total_params"], counts["total_flops"])
+    )
   return variants
 
 
 # ---------------------------------------------------------------------------------------------
 # Running.
+
 
 def run_variant(variant: Variant, workdir: pathlib.Path) -> str:
   """Trains one variant unless it has finished; returns its status."""
@@ -94,15 +100,20 @@ def run_variant(variant: Variant, workdir: pathlib.Path) -> str:
   return "ran"
 
 
-def run_study(study: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> list[dict[str, Any]]:
+def run_study(
+  study: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> list[dict[str, Any]]:
   """Runs every variant of `study` in `workdir`/<variant>; returns the table's rows."""
   workdir = pathlib.Path(workdir).resolve()
   variants = read_study(study)
   workdir.mkdir(parents=True, exist_ok=True)
   statuses = {}
   for number, variant in enumerate(variants, 1):
-    print(f"=== variant {number}/{len(variants)}: {variant.name} "
-          f"{json.dumps(variant.overrides) if variant.overrides else '(the base config)'}", flush=True)
+    print(
+      f"=== variant {number}/{len(variants)}: {variant.name} "
+      f"{json.dumps(variant.overrides) if variant.overrides else '(the base config)'}",
+      flush=True,
+    )
     statuses[variant.name] = run_variant(variant, workdir / variant.name)
   rows = table_rows(variants, statuses, workdir)
   write_tables(rows, workdir)
@@ -112,8 +123,10 @@ def run_study(study: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> 
 # ---------------------------------------------------------------------------------------------
 # The table.
 
-def table_rows(variants: list[Variant], statuses: dict[str, str], workdir: pathlib.Path
-               ) -> list[dict[str, Any]]:
+
+def table_rows(
+  variants: list[Variant], statuses: dict[str, str], workdir: pathlib.Path
+) -> list[dict[str, Any]]:
   """One row per variant: sizes, errors (single and ten-crop), deltas to the baseline, time."""
   rows = []
   for variant in variants:
@@ -122,8 +135,12 @@ def table_rows(variants: list[Variant], statuses: dict[str, str], workdir: pathl
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
     train_rows = reporting.read_metrics(folder).get("train", [])
     done = folder / DONE_FILE
-    row = {"variant": variant.name, "params": variant.params, "flops": variant.flops,
-           "train_top1_error": train_rows[-1]["top1_error"] if train_rows else None}
+    row = {
+      "variant": variant.name,
+      "params": variant.params,
+      "flops": variant.flops,
+      "train_top1_error": train_rows[-1]["top1_error"] if train_rows else None,
+    }
     for protocol, prefix in (("single", ""), ("ten_crop", "ten_crop_")):
       if protocol == "single" or variant.config.eval.ten_crop:
         metrics = results.get(protocol, {})
@@ -186,10 +203,13 @@ def write_tables(rows: list[dict[str, Any]], workdir: pathlib.Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
+
 def run_and_report(study: ml_collections.ConfigDict, workdir: str) -> str:
   rows = run_study(study, workdir)
-  return (f"\n{markdown_table(rows)}\n\nwritten to {pathlib.Path(workdir) / 'study.md'} "
-          "(and study.csv, study.png)")
+  return (
+    f"\n{markdown_table(rows)}\n\nwritten to {pathlib.Path(workdir) / 'study.md'} "
+    "(and study.csv, study.png)"
+  )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import pathlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import ml_collections
@@ -23,14 +24,28 @@ CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 UNRESTORABLE = "unrestorable_checkpoints"  # where checkpoints that fail to restore are moved
 # Config fields that decide the shapes of the saved state: evaluation needs these to match.
-SHAPE_FIELDS = ("model", "dataset.name", "dataset.classes", "dataset.pad", "dataset.resize",
-                "dataset.center_crop", "dataset.crop_size")
+SHAPE_FIELDS = (
+  "model",
+  "dataset.name",
+  "dataset.classes",
+  "dataset.pad",
+  "dataset.resize",
+  "dataset.center_crop",
+  "dataset.crop_size",
+)
 # A resumed run must also share what a step means (the data stream and the random draws) and
 # the optimizer state's form, or it would not continue the same run.
-RESUME_FIELDS = SHAPE_FIELDS + ("dataset.train_split", "batch_size", "seed", "optimizer.momentum",
-                                "optimizer.nesterov", "optimizer.frozen",
-                                "optimizer.lr_multipliers", "optimizer.linear_probe",
-                                *schedules.RESUME_FIELDS)
+RESUME_FIELDS = SHAPE_FIELDS + (
+  "dataset.train_split",
+  "batch_size",
+  "seed",
+  "optimizer.momentum",
+  "optimizer.nesterov",
+  "optimizer.frozen",
+  "optimizer.lr_multipliers",
+  "optimizer.linear_probe",
+  *schedules.RESUME_FIELDS,
+)
 # Fields renamed since a workdir's config.json may have been written: old name → new name.
 RENAMED_FIELDS = {"dataset.image_size": "dataset.crop_size"}
 
@@ -41,8 +56,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
   return {prefix.rstrip("."): tree}
 
 
-def select_fields(config: ml_collections.ConfigDict | dict, fields: tuple[str, ...]
-                  ) -> dict[str, Any]:
+def select_fields(
+  config: ml_collections.ConfigDict | dict, fields: tuple[str, ...]
+) -> dict[str, Any]:
   """The given fields (and their sub-fields) of a config, flattened to dotted names (lists as
   lists, as in JSON); fields saved under an old name are reported under the new one."""
   values = flatten(json.loads(config.to_json()) if hasattr(config, "to_json") else config)
@@ -50,19 +66,25 @@ def select_fields(config: ml_collections.ConfigDict | dict, fields: tuple[str, .
   return {k: v for k, v in values.items() if any(k == f or k.startswith(f + ".") for f in fields)}
 
 
-def check_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-                  fields: tuple[str, ...] = RESUME_FIELDS) -> None:
+def check_workdir(
+  config: ml_collections.ConfigDict, workdir: pathlib.Path, fields: tuple[str, ...] = RESUME_FIELDS
+) -> None:
   """Refuses a workdir whose checkpoints belong to another model, dataset or incompatible run."""
   saved_config = workdir / CONFIG_FILE
   if not saved_config.exists() or not latest_step(workdir):
     return
   saved = select_fields(json.loads(saved_config.read_text()), fields)
   current = select_fields(config, fields)
-  differences = [f"{k}: {saved.get(k)!r} in the workdir, {current.get(k)!r} now"
-                 for k in sorted(set(saved) | set(current)) if saved.get(k) != current.get(k)]
+  differences = [
+    f"{k}: {saved.get(k)!r} in the workdir, {current.get(k)!r} now"
+    for k in sorted(set(saved) | set(current))
+    if saved.get(k) != current.get(k)
+  ]
   if differences:
-    raise ValueError(f"workdir {workdir} holds checkpoints of another model, dataset or "
-                     "incompatible config (" + "; ".join(differences) + "); use another --workdir")
+    raise ValueError(
+      f"workdir {workdir} holds checkpoints of another model, dataset or "
+      "incompatible config (" + "; ".join(differences) + "); use another --workdir"
+    )
 
 
 def write_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> None:
@@ -76,8 +98,9 @@ def create_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   commit runs collectives of its own, which can interleave with the train step's in a
   different order on each host and deadlock them (measured here with 2 processes on CPU).
   """
-  options = ocp.CheckpointManagerOptions(max_to_keep=keep,
-                                         enable_async_checkpointing=jax.process_count() == 1)
+  options = ocp.CheckpointManagerOptions(
+    max_to_keep=keep, enable_async_checkpointing=jax.process_count() == 1
+  )
   return ocp.CheckpointManager(workdir / CHECKPOINTS, options=options)
 
 
@@ -99,9 +122,12 @@ def step_folder(workdir: str | pathlib.Path, step: int) -> pathlib.Path:
 
 def read(workdir: str | pathlib.Path, step: int) -> Any:
   """Checkpoint `step` of `workdir` as saved (nested dicts of numpy arrays), no target needed."""
-  options = ocp.CheckpointManagerOptions(read_only=True)
-  with ocp.CheckpointManager(pathlib.Path(workdir).resolve() / CHECKPOINTS,
-                             options=options) as manager:
+  # A manager that saves nothing and creates nothing (orbax's read_only option does the same
+  # but logs three warnings per read).
+  options = ocp.CheckpointManagerOptions(create=False)
+  with ocp.CheckpointManager(
+    pathlib.Path(workdir).resolve() / CHECKPOINTS, options=options
+  ) as manager:
     return manager.restore(step, args=ocp.args.StandardRestore())
 
 
@@ -113,8 +139,9 @@ def read_newest(workdir: str | pathlib.Path, purpose: str) -> tuple[int, Any]:
   return step, read(workdir, step)
 
 
-def restore(manager: ocp.CheckpointManager, target: Any,
-            report: Callable[[str], None] = print) -> Any | None:
+def restore(
+  manager: ocp.CheckpointManager, target: Any, report: Callable[[str], None] = print
+) -> Any | None:
   """The newest checkpoint that restores into the structure of `target` (None if there is none).
 
   Newer ones that fail to restore (corrupt, half-written) are reported and moved to
@@ -129,12 +156,17 @@ def restore(manager: ocp.CheckpointManager, target: Any,
       failures.append(f"step {step}: {reason}")
       moved = set_aside(pathlib.Path(manager.directory), step)
       manager.reload()
-      report(f"warning: checkpoint of step {step} cannot be restored ({reason}); "
-             f"moved to {moved} and skipped")
+      report(
+        f"warning: checkpoint of step {step} cannot be restored ({reason}); "
+        f"moved to {moved} and skipped"
+      )
   if failures:
-    raise ValueError(f"no checkpoint in {manager.directory} can be restored ("
-                     + "; ".join(failures) + "); they were moved to "
-                     f"{pathlib.Path(manager.directory).parent / UNRESTORABLE}")
+    raise ValueError(
+      f"no checkpoint in {manager.directory} can be restored ("
+      + "; ".join(failures)
+      + "); they were moved to "
+      f"{pathlib.Path(manager.directory).parent / UNRESTORABLE}"
+    )
   return None
 
 

@@ -9,7 +9,7 @@ into one `error: …` line (exit 1) and a SIGTERM stop into its own status (143)
 from __future__ import annotations
 
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from absl import app, flags
 from absl import logging as absl_logging

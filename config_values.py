@@ -8,7 +8,8 @@ gets the same kind of one-line error everywhere.
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Collection, Mapping, Sequence, TypeVar
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any, TypeVar
 
 import ml_collections
 
@@ -16,14 +17,15 @@ Value = TypeVar("Value")
 
 
 def split_list(text: str | Sequence[str]) -> list[str]:
-  """"fc7, conv4" (or a sequence of names) → ["fc7", "conv4"]; empty entries are dropped."""
+  """ "fc7, conv4" (or a sequence of names) → ["fc7", "conv4"]; empty entries are dropped."""
   items = text.split(",") if isinstance(text, str) else list(text)
   return [item.strip() for item in items if item.strip()]
 
 
-def parse_pairs(text: str, field: str, convert: Callable[[str], Value], example: str
-                ) -> list[tuple[str, Value]]:
-  """"a=1,b=2" → [("a", convert("1")), ("b", convert("2"))], in order.
+def parse_pairs(
+  text: str, field: str, convert: Callable[[str], Value], example: str
+) -> list[tuple[str, Value]]:
+  """ "a=1,b=2" → [("a", convert("1")), ("b", convert("2"))], in order.
 
   A missing name, a missing "=", or a value `convert` refuses (ValueError) is an error naming
   `field`, the entry and `example`.
@@ -53,8 +55,9 @@ def choose(field: str, value: str, table: Mapping[str, Value]) -> Value:
   return table[value]
 
 
-def with_overrides(base: ml_collections.ConfigDict, overrides: Mapping[str, Any]
-                   ) -> ml_collections.ConfigDict:
+def with_overrides(
+  base: ml_collections.ConfigDict, overrides: Mapping[str, Any]
+) -> ml_collections.ConfigDict:
   """A copy of `base` with dotted-name fields replaced; unknown fields and bad types are errors."""
   config = copy.deepcopy(base)
   for dotted, value in overrides.items():
@@ -62,7 +65,7 @@ def with_overrides(base: ml_collections.ConfigDict, overrides: Mapping[str, Any]
     node = config
     for position, parent in enumerate(parents):
       if not isinstance(node, ml_collections.ConfigDict) or parent not in node:
-        raise ValueError(f"unknown config field {'.'.join(parents[:position + 1])!r}")
+        raise ValueError(f"unknown config field {'.'.join(parents[: position + 1])!r}")
       node = node[parent]
     if not isinstance(node, ml_collections.ConfigDict) or leaf not in node:
       raise ValueError(f"unknown config field {dotted!r}")

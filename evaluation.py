@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import pathlib
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -33,37 +34,47 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
-def classification_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+def classification_counts(
+  logits: jax.Array, labels: jax.Array, mask: jax.Array
+) -> dict[str, jax.Array]:
   """Summed loss, top-1 and top-5 errors and example count over the unmasked examples."""
   top_k = jax.lax.top_k(logits, TOP_K)[1]
   in_top_k = top_k == labels[:, None]
   return {
-      "loss": jnp.sum(cross_entropy_loss(logits, labels) * mask),
-      "top1_errors": jnp.sum((~in_top_k[:, 0]) * mask),
-      "top5_errors": jnp.sum((~in_top_k.any(axis=1)) * mask),
-      "count": jnp.sum(mask),
+    "loss": jnp.sum(cross_entropy_loss(logits, labels) * mask),
+    "top1_errors": jnp.sum((~in_top_k[:, 0]) * mask),
+    "top5_errors": jnp.sum((~in_top_k.any(axis=1)) * mask),
+    "count": jnp.sum(mask),
   }
 
 
-def eval_step(state: TrainState, batch: dict[str, jax.Array],
-              preprocess: Callable) -> dict[str, jax.Array]:
-  """Counts over the global batch; with several crops per image, their softmax outputs are averaged."""
+def eval_step(
+  state: TrainState, batch: dict[str, jax.Array], preprocess: Callable
+) -> dict[str, jax.Array]:
+  """Counts over the global batch; several crops of an image average their softmax outputs."""
   crops = preprocess(batch["image"])  # [crops, B, H, W, C]
   apply = lambda images: state.apply_fn(
-      {"params": state.params, "batch_stats": state.batch_stats}, images, train=False)[0]
+    {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
+  )[0]
   logits = jax.lax.map(apply, crops)
   if crops.shape[0] == 1:
     return parallel.total(classification_counts(logits[0], batch["label"], batch["mask"]))
   mean_probabilities = jnp.mean(jax.nn.softmax(logits), axis=0)
-  return parallel.total(classification_counts(jnp.log(mean_probabilities), batch["label"],
-                                              batch["mask"]))
+  return parallel.total(
+    classification_counts(jnp.log(mean_probabilities), batch["label"], batch["mask"])
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # Evaluation over a whole split.
 
-def evaluate(state: TrainState, batches: Iterator[dict[str, np.ndarray]],
-             mapped_eval_step: Callable, data_parallel: parallel.DataParallel) -> dict[str, float]:
+
+def evaluate(
+  state: TrainState,
+  batches: Iterator[dict[str, np.ndarray]],
+  mapped_eval_step: Callable,
+  data_parallel: parallel.DataParallel,
+) -> dict[str, float]:
   """Top-1/top-5 error (%), mean loss and example count over every batch, each example once."""
   totals = None
   for batch in batches:
@@ -71,36 +82,60 @@ def evaluate(state: TrainState, batches: Iterator[dict[str, np.ndarray]],
     totals = counts if totals is None else jax.tree.map(jnp.add, totals, counts)
   totals = data_parallel.unreplicate(totals)
   count = float(totals["count"])
-  return {"top1_error": 100.0 * float(totals["top1_errors"]) / count,
-          "top5_error": 100.0 * float(totals["top5_errors"]) / count,
-          "loss": float(totals["loss"]) / count,
-          "num_examples": int(round(count))}
+  return {
+    "top1_error": 100.0 * float(totals["top1_errors"]) / count,
+    "top5_error": 100.0 * float(totals["top5_errors"]) / count,
+    "loss": float(totals["loss"]) / count,
+    "num_examples": int(round(count)),
+  }
 
 
 def eval_protocols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
   return PROTOCOLS if config.eval.ten_crop else PROTOCOLS[:1]
 
 
-def create_eval_steps(config: ml_collections.ConfigDict, stats: input_pipeline.ColorStats,
-                      data_parallel: parallel.DataParallel) -> dict[str, Callable]:
+def create_eval_steps(
+  config: ml_collections.ConfigDict,
+  stats: input_pipeline.ColorStats,
+  data_parallel: parallel.DataParallel,
+) -> dict[str, Callable]:
   """A data-parallel eval step per protocol the config asks for."""
-  return {protocol: data_parallel.map(functools.partial(
-              eval_step, preprocess=augment.make_eval_preprocess(config, stats, protocol)))
-          for protocol in eval_protocols(config)}
+  return {
+    protocol: data_parallel.map(
+      functools.partial(eval_step, preprocess=augment.make_eval_preprocess(config, stats, protocol))
+    )
+    for protocol in eval_protocols(config)
+  }
 
 
-def evaluate_protocols(state: TrainState, data: input_pipeline.Data, config,
-                       eval_steps: dict[str, Callable], data_parallel: parallel.DataParallel
-                       ) -> dict[str, dict[str, float]]:
+def evaluate_protocols(
+  state: TrainState,
+  data: input_pipeline.Data,
+  config,
+  eval_steps: dict[str, Callable],
+  data_parallel: parallel.DataParallel,
+) -> dict[str, dict[str, float]]:
   """Metrics of every protocol over the whole eval split (replicated `state`)."""
-  return {protocol: evaluate(state, input_pipeline.eval_batches(
-              data.eval, config.eval_batch_size, data_parallel.process_part()), mapped_eval_step, data_parallel)
-          for protocol, mapped_eval_step in eval_steps.items()}
+  return {
+    protocol: evaluate(
+      state,
+      input_pipeline.eval_batches(data.eval, config.eval_batch_size, data_parallel.process_part()),
+      mapped_eval_step,
+      data_parallel,
+    )
+    for protocol, mapped_eval_step in eval_steps.items()
+  }
 
 
-def evaluate_and_record(state: TrainState, data: input_pipeline.Data, config, writer,
-                        workdir: pathlib.Path, eval_steps: dict[str, Callable],
-                        data_parallel: parallel.DataParallel) -> dict[str, float]:
+def evaluate_and_record(
+  state: TrainState,
+  data: input_pipeline.Data,
+  config,
+  writer,
+  workdir: pathlib.Path,
+  eval_steps: dict[str, Callable],
+  data_parallel: parallel.DataParallel,
+) -> dict[str, float]:
   """Evaluates every protocol, logs and records each; returns the single-crop metrics."""
   step = int(data_parallel.unreplicate(state.step))
   results = evaluate_protocols(state, data, config, eval_steps, data_parallel)
@@ -109,22 +144,27 @@ def evaluate_and_record(state: TrainState, data: input_pipeline.Data, config, wr
     writer.write(step, split, {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
     if parallel.is_lead_process():
       reporting.write_results(workdir, protocol, {**metrics, "step": step})
-    parallel.announce(f"eval ({protocol}) at step {step}: top-1 error {metrics['top1_error']:.2f}% | "
-             f"top-5 error {metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
-             f"{metrics['num_examples']} examples")
+    parallel.announce(
+      f"eval ({protocol}) at step {step}: top-1 error {metrics['top1_error']:.2f}% | "
+      f"top-5 error {metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
+      f"{metrics['num_examples']} examples"
+    )
   return {**results["single"], "protocols": results}
 
 
-def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.Path
-                     ) -> dict[str, dict[str, Any]]:
+def evaluate_workdir(
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> dict[str, dict[str, Any]]:
   """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
   workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
   parallel.initialize_distributed(config)
   data_parallel = parallel.DataParallel(config.num_devices)
   experiment.check_config(config, data_parallel)
   if checkpoints.latest_step(workdir) is None:
-    raise ValueError(f"no checkpoint in {workdir / checkpoints.CHECKPOINTS}; train first with "
-                     f"`train.py --workdir={workdir}`")
+    raise ValueError(
+      f"no checkpoint in {workdir / checkpoints.CHECKPOINTS}; train first with "
+      f"`train.py --workdir={workdir}`"
+    )
   checkpoints.check_workdir(config, workdir, checkpoints.SHAPE_FIELDS)
   data = input_pipeline.load_data(config)
   _, _, state = experiment.for_data(config, data)  # the structure to restore into
@@ -134,8 +174,13 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.P
   finally:
     manager.close()
   step = int(state.step)
-  results = evaluate_protocols(data_parallel.replicate(state), data, config,
-                               create_eval_steps(config, data.stats, data_parallel), data_parallel)
+  results = evaluate_protocols(
+    data_parallel.replicate(state),
+    data,
+    config,
+    create_eval_steps(config, data.stats, data_parallel),
+    data_parallel,
+  )
   for protocol, metrics in results.items():
     metrics["step"] = step
     if parallel.is_lead_process():
@@ -145,6 +190,7 @@ def evaluate_workdir(config: ml_collections.ConfigDict, workdir: str | pathlib.P
 
 def report(results: dict[str, dict[str, Any]]) -> str:
   return "\n".join(
-      f"step {m['step']}, {protocol}: top-1 error {m['top1_error']:.2f}% | top-5 error "
-      f"{m['top5_error']:.2f}% | loss {m['loss']:.4f} ({m['num_examples']} examples)"
-      for protocol, m in results.items())
+    f"step {m['step']}, {protocol}: top-1 error {m['top1_error']:.2f}% | top-5 error "
+    f"{m['top5_error']:.2f}% | loss {m['loss']:.4f} ({m['num_examples']} examples)"
+    for protocol, m in results.items()
+  )

@@ -23,28 +23,39 @@ import parallel
 import schedules
 
 TOP_K = 5  # top-5 error is reported beside top-1
-POSITIVE_FIELDS = ("batch_size", "eval_batch_size", "log_every_steps", "eval_every_steps",
-                   "checkpoint_every_steps", "keep_checkpoints")
+POSITIVE_FIELDS = (
+  "batch_size",
+  "eval_batch_size",
+  "log_every_steps",
+  "eval_every_steps",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+)
 
 
 class TrainState(train_state.TrainState):
   """Parameters, optimizer state, batch statistics, the PRNG key and the plateau rule's state:
   with the step (which also fixes the data-stream position) everything a resume needs."""
+
   batch_stats: Any  # batch-norm running statistics ({} for networks without batch norm)
-  rng: Any          # uint32 key data; step keys are folded from it with the step
+  rng: Any  # uint32 key data; step keys are folded from it with the step
   plateau: schedules.Plateau
 
-  def apply_scaled_gradients(self, grads: Any, scale: jax.Array, **changes) -> "TrainState":
+  def apply_scaled_gradients(self, grads: Any, scale: jax.Array, **changes) -> TrainState:
     """An optimizer step whose updates are multiplied by `scale` (the plateau factor)."""
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
     updates = jax.tree.map(lambda update: scale * update, updates)
-    return self.replace(step=self.step + 1, params=optax.apply_updates(self.params, updates),
-                        opt_state=opt_state, **changes)
+    return self.replace(
+      step=self.step + 1,
+      params=optax.apply_updates(self.params, updates),
+      opt_state=opt_state,
+      **changes,
+    )
 
 
-def check_config(config: ml_collections.ConfigDict,
-                 data_parallel: parallel.DataParallel | None = None
-                 ) -> input_pipeline.datasets.DatasetInfo:
+def check_config(
+  config: ml_collections.ConfigDict, data_parallel: parallel.DataParallel | None = None
+) -> input_pipeline.datasets.DatasetInfo:
   """Raises a ValueError naming the first bad config value; returns the dataset's info.
 
   Nothing is read but the dataset's metadata, and nothing is compiled: the network is traced.
@@ -57,14 +68,18 @@ def check_config(config: ml_collections.ConfigDict,
   if not 0 <= config.optimizer.momentum < 1:
     raise ValueError(f"optimizer.momentum must be in [0, 1), got {config.optimizer.momentum}")
   if not 0 <= config.optimizer.weight_decay < np.inf:
-    raise ValueError(f"optimizer.weight_decay must be 0 or more, got {config.optimizer.weight_decay}")
+    raise ValueError(
+      f"optimizer.weight_decay must be 0 or more, got {config.optimizer.weight_decay}"
+    )
   if data_parallel is not None:
     data_parallel.check_batch_size("batch_size", config.batch_size)
     data_parallel.check_batch_size("eval_batch_size", config.eval_batch_size)
   info = input_pipeline.check_dataset(config)
   if info.num_classes < TOP_K:
-    raise ValueError(f"dataset {info.name!r} has {info.num_classes} classes; "
-                     f"top-{TOP_K} error needs at least {TOP_K}")
+    raise ValueError(
+      f"dataset {info.name!r} has {info.num_classes} classes; "
+      f"top-{TOP_K} error needs at least {TOP_K}"
+    )
   model = models.create_model(config.model, info.num_classes)
   try:
     variables, _ = models.trace(model, input_pipeline.input_shape(config, info), info.num_classes)
@@ -76,45 +91,62 @@ def check_config(config: ml_collections.ConfigDict,
   return info
 
 
-def create_optimizer(config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule,
-                     head: str = "") -> optax.GradientTransformation:
+def create_optimizer(
+  config: ml_collections.ConfigDict, learning_rate_fn: optax.Schedule, head: str = ""
+) -> optax.GradientTransformation:
   """SGD with momentum; weight decay joins the gradient before momentum (Krizhevsky et al. 2012 §5).
 
   Frozen layers and learning-rate multipliers (`finetune`) make groups; `head` is the layer a
   linear probe trains.
   """
   make = lambda: optax.chain(
-      optax.add_decayed_weights(config.optimizer.weight_decay),
-      optax.sgd(learning_rate_fn, config.optimizer.momentum or None, config.optimizer.nesterov))
+    optax.add_decayed_weights(config.optimizer.weight_decay),
+    optax.sgd(learning_rate_fn, config.optimizer.momentum or None, config.optimizer.nesterov),
+  )
   return finetune.grouped(config.optimizer, head, make)
 
 
-def create_train_state(config: ml_collections.ConfigDict, model: models.ConvNet,
-                       image_shape: tuple[int, ...], tx: optax.GradientTransformation) -> TrainState:
+def create_train_state(
+  config: ml_collections.ConfigDict,
+  model: models.ConvNet,
+  image_shape: tuple[int, ...],
+  tx: optax.GradientTransformation,
+) -> TrainState:
   """A fresh state on the host (numpy leaves), ready to be replicated or restored into."""
   seed_key = jax.random.key(config.seed)
   init_key, step_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
   variables = jax.jit(model.init)(init_key, jnp.zeros((1, *image_shape), jnp.float32))
-  state = TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                            batch_stats=variables.get("batch_stats", {}),
-                            rng=jax.random.key_data(step_key), plateau=schedules.Plateau.create())
+  state = TrainState.create(
+    apply_fn=model.apply,
+    params=variables["params"],
+    tx=tx,
+    batch_stats=variables.get("batch_stats", {}),
+    rng=jax.random.key_data(step_key),
+    plateau=schedules.Plateau.create(),
+  )
   return jax.tree.map(np.asarray, jax.device_get(state))
 
 
-def create_model_and_state(config: ml_collections.ConfigDict, num_classes: int,
-                           image_shape: tuple[int, ...], num_train_examples: int
-                           ) -> tuple[models.ConvNet, optax.Schedule, TrainState]:
+def create_model_and_state(
+  config: ml_collections.ConfigDict,
+  num_classes: int,
+  image_shape: tuple[int, ...],
+  num_train_examples: int,
+) -> tuple[models.ConvNet, optax.Schedule, TrainState]:
   """The network, its learning-rate schedule and a freshly initialised state."""
   learning_rate_fn = schedules.create_learning_rate_fn(config, num_train_examples)
   # The batch axis is named so that batch norm and dropout span the global batch when training.
   model = models.create_model(config.model, num_classes).clone(axis_name=parallel.AXIS)
-  state = create_train_state(config, model, image_shape,
-                             create_optimizer(config, learning_rate_fn, model.layers[-1].name))
+  state = create_train_state(
+    config, model, image_shape, create_optimizer(config, learning_rate_fn, model.layers[-1].name)
+  )
   return model, learning_rate_fn, state
 
 
-def for_data(config: ml_collections.ConfigDict, data: input_pipeline.Data
-             ) -> tuple[models.ConvNet, optax.Schedule, TrainState]:
+def for_data(
+  config: ml_collections.ConfigDict, data: input_pipeline.Data
+) -> tuple[models.ConvNet, optax.Schedule, TrainState]:
   """`create_model_and_state` for the loaded dataset `data`."""
-  return create_model_and_state(config, data.info.num_classes,
-                                input_pipeline.input_shape(config, data.info), len(data.train))
+  return create_model_and_state(
+    config, data.info.num_classes, input_pipeline.input_shape(config, data.info), len(data.train)
+  )

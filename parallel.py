@@ -14,7 +14,8 @@ each process feeds its local devices with its own slice of the global batch.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -72,9 +73,10 @@ def initialize_distributed(config: Any) -> None:
   if jax.distributed.is_initialized():
     return
   jax.distributed.initialize(
-      coordinator_address=settings.coordinator_address or None,
-      num_processes=settings.num_processes if settings.num_processes > 0 else None,
-      process_id=settings.process_id if settings.process_id >= 0 else None)
+    coordinator_address=settings.coordinator_address or None,
+    num_processes=settings.num_processes if settings.num_processes > 0 else None,
+    process_id=settings.process_id if settings.process_id >= 0 else None,
+  )
 
 
 def is_lead_process() -> bool:
@@ -101,14 +103,16 @@ class DataParallel:
   def __init__(self, num_devices: int = 0):
     local = jax.local_devices()
     if num_devices < 0 or num_devices > len(local):
-      raise ValueError(f"num_devices {num_devices} is not available: this process has "
-                       f"{len(local)} {local[0].platform.upper()} devices (0 uses all)")
+      raise ValueError(
+        f"num_devices {num_devices} is not available: this process has "
+        f"{len(local)} {local[0].platform.upper()} devices (0 uses all)"
+      )
     if jax.process_count() > 1:
       if num_devices not in (0, len(local)):
         raise ValueError(f"num_devices {num_devices}: a multi-host run uses every device")
       self.devices: Sequence[jax.Device] = jax.devices()
     else:
-      self.devices = local[:num_devices or len(local)]
+      self.devices = local[: num_devices or len(local)]
     self.local_devices = [d for d in self.devices if d.process_index == jax.process_index()]
     self._sharding = NamedSharding(Mesh(np.array(self.devices), (AXIS,)), PartitionSpec(AXIS))
 
@@ -123,9 +127,11 @@ class DataParallel:
   def check_batch_size(self, name: str, batch_size: int) -> None:
     """Refuses a global batch that does not split evenly into non-empty device batches."""
     if batch_size % self.num_devices:
-      raise ValueError(f"{name} {batch_size} does not split across {self.describe()}: "
-                       f"it gives a per-device batch of {batch_size / self.num_devices:g}; "
-                       f"use a multiple of {self.num_devices}")
+      raise ValueError(
+        f"{name} {batch_size} does not split across {self.describe()}: "
+        f"it gives a per-device batch of {batch_size / self.num_devices:g}; "
+        f"use a multiple of {self.num_devices}"
+      )
 
   def process_part(self) -> tuple[int, int]:
     """(this process's index, number of processes): which slice of each global batch it reads."""
@@ -135,8 +141,7 @@ class DataParallel:
     """`step` over the devices: every argument split on its first axis (replicated state, sharded
     batches)."""
     devices = self.devices if jax.process_count() == 1 else None
-    mapped = jax.pmap(step, axis_name=AXIS, donate_argnums=tuple(donate),
-                      devices=devices)
+    mapped = jax.pmap(step, axis_name=AXIS, donate_argnums=tuple(donate), devices=devices)
     if self.num_devices == 1 or self.devices[0].platform != "cpu":
       return mapped
     # XLA:CPU's host devices share the host's threads: with two multi-device steps in flight,
@@ -148,14 +153,17 @@ class DataParallel:
   def replicate(self, tree: Any) -> Any:
     """A copy of every leaf on every device: leading axis = devices."""
     count = len(self.local_devices)
-    return jax.tree.map(lambda x: self._place(np.broadcast_to(np.asarray(x),
-                                                              (count, *np.shape(x)))), tree)
+    return jax.tree.map(
+      lambda x: self._place(np.broadcast_to(np.asarray(x), (count, *np.shape(x)))), tree
+    )
 
   def shard(self, batch: Any) -> Any:
-    """This process's slice of a global batch, split across its devices: [devices, B/devices, ...]."""
+    """This process's slice of a global batch, split across its devices:
+    [devices, B/devices, ...]."""
     count = len(self.local_devices)
-    return jax.tree.map(lambda x: self._place(x.reshape(count, x.shape[0] // count,
-                                                        *x.shape[1:])), batch)
+    return jax.tree.map(
+      lambda x: self._place(x.reshape(count, x.shape[0] // count, *x.shape[1:])), batch
+    )
 
   def unreplicate(self, tree: Any) -> Any:
     """Host numpy copies of the first device's replica of every leaf."""

@@ -10,7 +10,8 @@ import datetime
 import json
 import pathlib
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import tensorboardX
 from matplotlib.figure import Figure
@@ -21,13 +22,16 @@ CURVES_FILE = "curves.png"
 
 
 class MetricsWriter:
-  """Writes scalars as TensorBoard events (`DIR/tensorboard`) and as JSON lines (`DIR/metrics.jsonl`)."""
+  """Writes scalars as TensorBoard events (`DIR/tensorboard`) and JSON lines
+  (`DIR/metrics.jsonl`)."""
 
   def __init__(self, workdir: pathlib.Path, start_step: int = 0):
     # purge_step hides events a killed run wrote after its last checkpoint.
-    self._tensorboard = tensorboardX.SummaryWriter(str(workdir / "tensorboard"),
-                                                   purge_step=start_step or None)
-    self._jsonl = open(workdir / METRICS_FILE, "a")
+    self._tensorboard = tensorboardX.SummaryWriter(
+      str(workdir / "tensorboard"), purge_step=start_step or None
+    )
+    # Open for the writer's lifetime (a line per log interval), closed by close().
+    self._jsonl = open(workdir / METRICS_FILE, "a")  # noqa: SIM115
 
   def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
     for name, value in scalars.items():
@@ -71,8 +75,10 @@ class Progress:
     eta = (self.total_steps - step) * elapsed / steps if steps else 0.0
     self._step, self._time, self._paused = step, now, 0.0
     values = " | ".join(f"{k} {v:.4g}" for k, v in scalars.items())
-    return (f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | {values} | "
-            f"{self.images_per_second:,.0f} img/s | ETA {datetime.timedelta(seconds=round(eta))}")
+    return (
+      f"step {step}/{self.total_steps} ({100 * step / self.total_steps:.0f}%) | {values} | "
+      f"{self.images_per_second:,.0f} img/s | ETA {datetime.timedelta(seconds=round(eta))}"
+    )
 
 
 def read_metrics(workdir: pathlib.Path) -> dict[str, list[dict]]:
@@ -111,8 +117,9 @@ def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
   return path
 
 
-def plot_errors_against_params(rows: Sequence[Mapping[str, Any]], path: pathlib.Path,
-                               highlight: str) -> None:
+def plot_errors_against_params(
+  rows: Sequence[Mapping[str, Any]], path: pathlib.Path, highlight: str
+) -> None:
   """Top-1 test error against parameters, one labelled point per row that has an error
   (`variant`, `params`, `top1_error`); the `highlight` variant in another colour."""
   figure = Figure(figsize=(7, 4.5))
@@ -120,11 +127,22 @@ def plot_errors_against_params(rows: Sequence[Mapping[str, Any]], path: pathlib.
   for row in rows:
     if row.get("top1_error") is None:
       continue
-    axis.scatter(row["params"], row["top1_error"], color="C3" if row["variant"] == highlight else "C0")
-    axis.annotate(row["variant"], (row["params"], row["top1_error"]), textcoords="offset points",
-                  xytext=(4, 4), fontsize=8)
-  axis.set(xscale="log", xlabel="parameters", ylabel="top-1 test error (%)",
-           title="error against parameters")
+    axis.scatter(
+      row["params"], row["top1_error"], color="C3" if row["variant"] == highlight else "C0"
+    )
+    axis.annotate(
+      row["variant"],
+      (row["params"], row["top1_error"]),
+      textcoords="offset points",
+      xytext=(4, 4),
+      fontsize=8,
+    )
+  axis.set(
+    xscale="log",
+    xlabel="parameters",
+    ylabel="top-1 test error (%)",
+    title="error against parameters",
+  )
   axis.grid(alpha=0.3)
   save(figure, path)
 

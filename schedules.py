@@ -31,24 +31,28 @@ def check(config: ml_collections.ConfigDict) -> None:
   if config.num_train_steps == -1 and not config.num_epochs > 0:
     raise ValueError(f"num_epochs must be positive, got {config.num_epochs}")
   if config.num_train_steps != -1 and config.num_train_steps <= 0:
-    raise ValueError(f"num_train_steps must be positive or -1 (from num_epochs), "
-                     f"got {config.num_train_steps}")
+    raise ValueError(
+      f"num_train_steps must be positive or -1 (from num_epochs), got {config.num_train_steps}"
+    )
   if not 0 < config.optimizer.learning_rate < math.inf:
-    raise ValueError(f"optimizer.learning_rate must be positive, "
-                     f"got {config.optimizer.learning_rate}")
+    raise ValueError(
+      f"optimizer.learning_rate must be positive, got {config.optimizer.learning_rate}"
+    )
   schedule = config.schedule
   config_values.check_choice("schedule.name", schedule.name, SCHEDULES)
   if not 0 <= schedule.warmup_epochs < math.inf:
     raise ValueError(f"schedule.warmup_epochs must be 0 or more, got {schedule.warmup_epochs}")
   if schedule.plateau_patience < 1:
-    raise ValueError(f"schedule.plateau_patience must be at least 1 evaluation, "
-                     f"got {schedule.plateau_patience}")
+    raise ValueError(
+      f"schedule.plateau_patience must be at least 1 evaluation, got {schedule.plateau_patience}"
+    )
   if not 0 < schedule.step_factor < 1:
     raise ValueError(f"schedule.step_factor must be in (0, 1), got {schedule.step_factor}")
 
 
 # ---------------------------------------------------------------------------------------------
 # Training length and the learning rate against the step.
+
 
 def steps_per_epoch(config: ml_collections.ConfigDict, num_train_examples: int) -> int:
   return num_train_examples // config.batch_size
@@ -60,8 +64,9 @@ def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> i
   return int(math.ceil(config.num_epochs * steps_per_epoch(config, num_train_examples)))
 
 
-def create_learning_rate_fn(config: ml_collections.ConfigDict, num_train_examples: int
-                            ) -> optax.Schedule:
+def create_learning_rate_fn(
+  config: ml_collections.ConfigDict, num_train_examples: int
+) -> optax.Schedule:
   """Linear warmup, then the configured schedule (constant, cosine to zero, or step decay).
 
   "plateau" follows the constant schedule here; its divisions scale the updates (`Plateau`).
@@ -72,8 +77,11 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, num_train_example
   if config.schedule.name == "cosine":
     return optax.warmup_cosine_decay_schedule(0.0, base, warmup, max(total, warmup + 1))
   if config.schedule.name == "step":
-    boundaries = {int(e * epoch) - warmup: config.schedule.step_factor
-                  for e in config.schedule.step_epochs if int(e * epoch) > warmup}
+    boundaries = {
+      int(e * epoch) - warmup: config.schedule.step_factor
+      for e in config.schedule.step_epochs
+      if int(e * epoch) > warmup
+    }
     after_warmup = optax.piecewise_constant_schedule(base, boundaries)
   else:
     after_warmup = optax.constant_schedule(base)
@@ -86,20 +94,23 @@ def create_learning_rate_fn(config: ml_collections.ConfigDict, num_train_example
 # The divide-by-10-on-plateau rule (Krizhevsky et al. 2012 §5; Simonyan & Zisserman §3.1;
 # He et al. 2016 §3.4), decided on the host after each evaluation.
 
+
 @struct.dataclass
 class Plateau:
   """The plateau rule's state (every run carries it; only "plateau" changes it)."""
-  scale: Any   # float32: the product of the divisions so far, multiplying the learning rate
-  best: Any    # float32: the best eval top-1 error so far (%)
+
+  scale: Any  # float32: the product of the divisions so far, multiplying the learning rate
+  best: Any  # float32: the best eval top-1 error so far (%)
   waited: Any  # int32: evaluations since `best` last improved
 
   @classmethod
-  def create(cls) -> "Plateau":
+  def create(cls) -> Plateau:
     return cls(np.asarray(1.0, np.float32), np.asarray(np.inf, np.float32), np.asarray(0, np.int32))
 
 
-def update_plateau(plateau: Plateau, top1_error: float, schedule: ml_collections.ConfigDict
-                   ) -> tuple[Plateau, str | None]:
+def update_plateau(
+  plateau: Plateau, top1_error: float, schedule: ml_collections.ConfigDict
+) -> tuple[Plateau, str | None]:
   """The rule's state after an evaluation, and a message when it divided the learning rate.
 
   An evaluation improves when its top-1 error is below the best so far by more than
@@ -108,28 +119,38 @@ def update_plateau(plateau: Plateau, top1_error: float, schedule: ml_collections
   """
   best, waited, scale = float(plateau.best), int(plateau.waited), float(plateau.scale)
   if top1_error < best - schedule.plateau_threshold:
-    return Plateau(np.asarray(scale, np.float32), np.asarray(top1_error, np.float32),
-                   np.asarray(0, np.int32)), None
+    return Plateau(
+      np.asarray(scale, np.float32), np.asarray(top1_error, np.float32), np.asarray(0, np.int32)
+    ), None
   waited += 1
   message = None
   if waited >= schedule.plateau_patience:
     new_scale = scale * schedule.step_factor
-    message = (f"plateau: top-1 error {top1_error:.2f}% has not improved on {best:.2f}% by more "
-               f"than {schedule.plateau_threshold:g} for {waited} evaluation(s); learning rate "
-               f"× {schedule.step_factor:g} (now × {new_scale:.4g} of the schedule)")
+    message = (
+      f"plateau: top-1 error {top1_error:.2f}% has not improved on {best:.2f}% by more "
+      f"than {schedule.plateau_threshold:g} for {waited} evaluation(s); learning rate "
+      f"× {schedule.step_factor:g} (now × {new_scale:.4g} of the schedule)"
+    )
     scale, waited = new_scale, 0
   return Plateau(np.asarray(scale, np.float32), plateau.best, np.asarray(waited, np.int32)), message
 
 
-def after_evaluation(plateau: Plateau, top1_error: float, schedule: ml_collections.ConfigDict
-                     ) -> tuple[Plateau, str | None, dict[str, float] | None]:
+def after_evaluation(
+  plateau: Plateau, top1_error: float, schedule: ml_collections.ConfigDict
+) -> tuple[Plateau, str | None, dict[str, float] | None]:
   """(new state, message if it divided, scalars to log), or (state, None, None) when the
   schedule is not "plateau"."""
   if schedule.name != "plateau":
     return plateau, None, None
   plateau, message = update_plateau(plateau, top1_error, schedule)
-  return plateau, message, {"learning_rate_scale": float(plateau.scale),
-                            "evaluations_without_improvement": int(plateau.waited)}
+  return (
+    plateau,
+    message,
+    {
+      "learning_rate_scale": float(plateau.scale),
+      "evaluations_without_improvement": int(plateau.waited),
+    },
+  )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -142,16 +163,24 @@ LOG, EVALUATE, CHECKPOINT = "log", "evaluate", "checkpoint"
 class Timetable:
   """Logging, evaluation and checkpoints fall every N steps and at the last step; a stop
   (SIGTERM) logs and checkpoints at once."""
+
   last_step: int
   every: dict[str, int]
 
   @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, last_step: int) -> "Timetable":
-    return cls(last_step, {LOG: config.log_every_steps, EVALUATE: config.eval_every_steps,
-                           CHECKPOINT: config.checkpoint_every_steps})
+  def from_config(cls, config: ml_collections.ConfigDict, last_step: int) -> Timetable:
+    return cls(
+      last_step,
+      {
+        LOG: config.log_every_steps,
+        EVALUATE: config.eval_every_steps,
+        CHECKPOINT: config.checkpoint_every_steps,
+      },
+    )
 
   def due(self, step: int, stopping: bool = False) -> frozenset[str]:
     """The actions that fall on `step`."""
-    due = {action for action, every in self.every.items()
-           if step % every == 0 or step == self.last_step}
+    due = {
+      action for action, every in self.every.items() if step % every == 0 or step == self.last_step
+    }
     return frozenset(due | {LOG, CHECKPOINT} if stopping else due)

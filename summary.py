@@ -64,9 +64,12 @@ def kernel_flops(variables: Any, outputs: Any) -> dict[str, int]:
 def summarize(model: ConvNet, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
   """{"total_params", "total_flops", "layers": [row, ...]} for one image of `input_shape`."""
   variables, intermediates = models.trace(model, input_shape, num_classes)
-  _, state = jax.eval_shape(lambda v: model.apply(v, jax.numpy.zeros((1, *input_shape)),
-                                                  capture_intermediates=True,
-                                                  mutable=["intermediates"]), variables)
+  _, state = jax.eval_shape(
+    lambda v: model.apply(
+      v, jax.numpy.zeros((1, *input_shape)), capture_intermediates=True, mutable=["intermediates"]
+    ),
+    variables,
+  )
   flops = kernel_flops(variables, state["intermediates"])
   params: dict[str, int] = {}
   for key, sub in variables["params"].items():
@@ -75,13 +78,22 @@ def summarize(model: ConvNet, input_shape: tuple[int, ...], num_classes: int) ->
   rows, in_shape = [], tuple(input_shape)
   for layer in model.layers:
     out_shape = tuple(intermediates[layer.name].shape[1:])
-    rows.append(LayerRow(layer.name, list(out_shape), params.get(layer.name, 0),
-                         flops.get(layer.name, 0) + layer.pooling_flops(in_shape, out_shape),
-                         math.prod(out_shape) * BYTES_PER_ELEMENT))
+    rows.append(
+      LayerRow(
+        layer.name,
+        list(out_shape),
+        params.get(layer.name, 0),
+        flops.get(layer.name, 0) + layer.pooling_flops(in_shape, out_shape),
+        math.prod(out_shape) * BYTES_PER_ELEMENT,
+      )
+    )
     if not layer.branches_off:
       in_shape = out_shape
-  return {"total_params": sum(r.params for r in rows), "total_flops": sum(r.flops for r in rows),
-          "layers": [dataclasses.asdict(r) for r in rows]}
+  return {
+    "total_params": sum(r.params for r in rows),
+    "total_flops": sum(r.flops for r in rows),
+    "layers": [dataclasses.asdict(r) for r in rows],
+  }
 
 
 def format_table(summary: dict[str, Any], title: str) -> str:
@@ -89,12 +101,16 @@ def format_table(summary: dict[str, Any], title: str) -> str:
   lines = [title, header, "-" * len(header)]
   for row in summary["layers"]:
     shape = "×".join(map(str, row["output_shape"]))
-    lines.append(f"{row['name']:<18} {shape:>16} {row['params']:>13,} {row['flops']:>16,} "
-                 f"{row['activation_bytes'] / 1e6:>10.2f}MB")
+    lines.append(
+      f"{row['name']:<18} {shape:>16} {row['params']:>13,} {row['flops']:>16,} "
+      f"{row['activation_bytes'] / 1e6:>10.2f}MB"
+    )
   total_bytes = sum(r["activation_bytes"] for r in summary["layers"])
-  lines += ["-" * len(header),
-            f"{'total':<18} {'':>16} {summary['total_params']:>13,} {summary['total_flops']:>16,} "
-            f"{total_bytes / 1e6:>10.2f}MB"]
+  lines += [
+    "-" * len(header),
+    f"{'total':<18} {'':>16} {summary['total_params']:>13,} {summary['total_flops']:>16,} "
+    f"{total_bytes / 1e6:>10.2f}MB",
+  ]
   return "\n".join(lines)
 
 
@@ -103,13 +119,24 @@ def format_csv(summary: dict[str, Any]) -> str:
   writer = csv.writer(out, lineterminator="\n")
   writer.writerow(["name", "output_shape", "params", "flops", "activation_bytes"])
   for row in summary["layers"]:
-    writer.writerow([row["name"], "x".join(map(str, row["output_shape"])), row["params"],
-                     row["flops"], row["activation_bytes"]])
+    writer.writerow(
+      [
+        row["name"],
+        "x".join(map(str, row["output_shape"])),
+        row["params"],
+        row["flops"],
+        row["activation_bytes"],
+      ]
+    )
   return out.getvalue()
 
 
-def resolve_model(config: ml_collections.ConfigDict | None, name: str | None,
-                  input_size: int | None, num_classes: int | None):
+def resolve_model(
+  config: ml_collections.ConfigDict | None,
+  name: str | None,
+  input_size: int | None,
+  num_classes: int | None,
+):
   """The model, its input shape and class count, from --config or --model (and overrides)."""
   if (config is None) == (name is None):
     raise ValueError("give exactly one of --config and --model")
@@ -129,8 +156,13 @@ def resolve_model(config: ml_collections.ConfigDict | None, name: str | None,
   return models.create_model(model_config, classes), shape, classes
 
 
-def render(config: ml_collections.ConfigDict | None, name: str | None, output_format: str,
-           input_size: int | None = None, num_classes: int | None = None) -> str:
+def render(
+  config: ml_collections.ConfigDict | None,
+  name: str | None,
+  output_format: str,
+  input_size: int | None = None,
+  num_classes: int | None = None,
+) -> str:
   """The summary of --config's or --model's network as a table, JSON or CSV text."""
   model, shape, classes = resolve_model(config, name, input_size, num_classes)
   summary = summarize(model, shape, classes)
@@ -149,6 +181,7 @@ if __name__ == "__main__":
   flags.DEFINE_integer("input_size", None, "square input size in pixels (default: native)")
   flags.DEFINE_integer("num_classes", None, "number of classes (default: the dataset's or native)")
   FLAGS = flags.FLAGS
-  cli.run(lambda: render(FLAGS.config, FLAGS.model, FLAGS.format, FLAGS.input_size,
-                         FLAGS.num_classes),
-          log_level=absl_logging.ERROR)  # TFDS warns about datasets not prepared here
+  cli.run(
+    lambda: render(FLAGS.config, FLAGS.model, FLAGS.format, FLAGS.input_size, FLAGS.num_classes),
+    log_level=absl_logging.ERROR,
+  )  # TFDS warns about datasets not prepared here

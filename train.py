@@ -17,7 +17,8 @@ import pathlib
 import signal
 import threading
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -45,9 +46,14 @@ TRAIN_METRICS = ("loss", "top1_error", "learning_rate")  # in the order progress
 # ---------------------------------------------------------------------------------------------
 # The step: a pure function of (state, batch).
 
-def train_step(state: TrainState, batch: dict[str, jax.Array],
-               learning_rate_fn: optax.Schedule, preprocess: Callable,
-               aux_loss_weights: tuple[tuple[str, float], ...] = ()) -> tuple[TrainState, dict]:
+
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  learning_rate_fn: optax.Schedule,
+  preprocess: Callable,
+  aux_loss_weights: tuple[tuple[str, float], ...] = (),
+) -> tuple[TrainState, dict]:
   """One SGD step on this device's share of a global uint8 batch, run on every device at once.
 
   Gradients, metrics and (in the model) batch statistics are averaged over the global batch.
@@ -58,22 +64,28 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
   local_batch = batch["label"].shape[0]
   step_key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   augment_key, dropout_key = jax.random.split(step_key)
-  example_keys = augment.example_keys(augment_key, parallel.example_offset(local_batch),
-                                      local_batch)
+  example_keys = augment.example_keys(
+    augment_key, parallel.example_offset(local_batch), local_batch
+  )
   images = preprocess(batch["image"], example_keys)
 
   def loss_fn(params):
     (logits, intermediates), updates = state.apply_fn(
-        {"params": params, "batch_stats": state.batch_stats}, images, train=True,
-        rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+      {"params": params, "batch_stats": state.batch_stats},
+      images,
+      train=True,
+      rngs={"dropout": dropout_key},
+      mutable=["batch_stats"],
+    )
     loss = cross_entropy_loss(logits, batch["label"]).mean()
     for name, weight in aux_loss_weights:
       loss += weight * cross_entropy_loss(intermediates[name], batch["label"]).mean()
     return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  new_state = state.apply_scaled_gradients(parallel.mean(grads), state.plateau.scale,
-                                           batch_stats=batch_stats)
+  new_state = state.apply_scaled_gradients(
+    parallel.mean(grads), state.plateau.scale, batch_stats=batch_stats
+  )
   top1_error = 100.0 * jnp.mean(jnp.argmax(logits, -1) != batch["label"])
   metrics = parallel.mean({"loss": loss, "top1_error": top1_error})
   metrics["learning_rate"] = learning_rate_fn(state.step) * state.plateau.scale
@@ -82,6 +94,7 @@ def train_step(state: TrainState, batch: dict[str, jax.Array],
 
 # ---------------------------------------------------------------------------------------------
 # The training loop.
+
 
 class Preemption:
   """Notes a SIGTERM while training; every process agrees on when to stop.
@@ -93,7 +106,7 @@ class Preemption:
   def __init__(self, every: int):
     self.every, self.signalled, self._previous = every, False, None
 
-  def __enter__(self) -> "Preemption":
+  def __enter__(self) -> Preemption:
     if threading.current_thread() is threading.main_thread():
       self._previous = signal.signal(signal.SIGTERM, self._handle)
     return self
@@ -111,8 +124,10 @@ class Preemption:
     return parallel.any_process(self.signalled)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
-  """Trains (resuming from `workdir` if it holds a checkpoint) and returns the final eval metrics."""
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str | pathlib.Path
+) -> dict[str, Any]:
+  """Trains (resuming from `workdir` if it holds a checkpoint); returns the final eval metrics."""
   workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
   parallel.initialize_distributed(config)
   data_parallel = parallel.DataParallel(config.num_devices)
@@ -129,20 +144,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   try:
     restored = checkpoints.restore(manager, state, parallel.announce)
     if restored is None and config.init_from:
-      state = state.replace(**finetune.initialize_from(
-          config.init_from, {"params": state.params, "batch_stats": state.batch_stats},
-          parallel.announce, config.init_reset))
+      state = state.replace(
+        **finetune.initialize_from(
+          config.init_from,
+          {"params": state.params, "batch_stats": state.batch_stats},
+          parallel.announce,
+          config.init_reset,
+        )
+      )
     state = data_parallel.replicate(state if restored is None else restored)
     start_step = int(data_parallel.unreplicate(state.step))
     parallel.announce(
-        f"{config.model.name} on {info.name}: {num_train} training examples, "
-        f"{schedules.steps_per_epoch(config, num_train)} steps/epoch, "
-        f"{schedules.total_steps(config, num_train)} steps, batch {config.batch_size} over "
-        f"{data_parallel.describe()}" + (f", resuming at step {start_step}" if start_step else ""))
+      f"{config.model.name} on {info.name}: {num_train} training examples, "
+      f"{schedules.steps_per_epoch(config, num_train)} steps/epoch, "
+      f"{schedules.total_steps(config, num_train)} steps, batch {config.batch_size} over "
+      f"{data_parallel.describe()}" + (f", resuming at step {start_step}" if start_step else "")
+    )
     train_step = create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
     with Preemption(config.log_every_steps) as preemption:
-      final_metrics = train_loop(config, state, data, workdir, manager, train_step, data_parallel,
-                                 preemption)
+      final_metrics = train_loop(
+        config, state, data, workdir, manager, train_step, data_parallel, preemption
+      )
   finally:
     manager.wait_until_finished()  # a save in flight completes even when the loop fails
     manager.close()
@@ -151,30 +173,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   return final_metrics
 
 
-def create_train_step(config: ml_collections.ConfigDict, model: models.ConvNet,
-                      learning_rate_fn: optax.Schedule, stats: input_pipeline.ColorStats,
-                      data_parallel: parallel.DataParallel) -> Callable:
+def create_train_step(
+  config: ml_collections.ConfigDict,
+  model: models.ConvNet,
+  learning_rate_fn: optax.Schedule,
+  stats: input_pipeline.ColorStats,
+  data_parallel: parallel.DataParallel,
+) -> Callable:
   """The data-parallel train step for `model`; it consumes (donates) the state it is given."""
-  step = functools.partial(train_step, learning_rate_fn=learning_rate_fn,
-                           preprocess=augment.make_train_preprocess(config, stats),
-                           aux_loss_weights=tuple(model.aux_loss_weights().items()))
+  step = functools.partial(
+    train_step,
+    learning_rate_fn=learning_rate_fn,
+    preprocess=augment.make_train_preprocess(config, stats),
+    aux_loss_weights=tuple(model.aux_loss_weights().items()),
+  )
   return data_parallel.map(step, donate=(0,))
 
 
-def device_batches(config: ml_collections.ConfigDict, data: input_pipeline.Data, start_step: int,
-                   data_parallel: parallel.DataParallel) -> Iterator[dict[str, jax.Array]]:
+def device_batches(
+  config: ml_collections.ConfigDict,
+  data: input_pipeline.Data,
+  start_step: int,
+  data_parallel: parallel.DataParallel,
+) -> Iterator[dict[str, jax.Array]]:
   """This process's share of each training batch, on its devices one step ahead."""
-  host_batches = input_pipeline.train_batches(data.train, config.batch_size, config.seed,
-                                              start_step, data_parallel.process_part())
+  host_batches = input_pipeline.train_batches(
+    data.train, config.batch_size, config.seed, start_step, data_parallel.process_part()
+  )
   ahead = data_parallel.shard(next(host_batches))
   for batch in host_batches:
     current, ahead = ahead, data_parallel.shard(batch)
     yield current
 
 
-def train_loop(config: ml_collections.ConfigDict, state: TrainState, data: input_pipeline.Data,
-               workdir: pathlib.Path, manager, mapped_train_step: Callable,
-               data_parallel: parallel.DataParallel, preemption: Preemption) -> dict[str, Any]:
+def train_loop(
+  config: ml_collections.ConfigDict,
+  state: TrainState,
+  data: input_pipeline.Data,
+  workdir: pathlib.Path,
+  manager,
+  mapped_train_step: Callable,
+  data_parallel: parallel.DataParallel,
+  preemption: Preemption,
+) -> dict[str, Any]:
   """Steps from the state's step to the last, logging, evaluating and checkpointing on schedule.
 
   Raises cli.Preempted after saving when SIGTERM arrives, and FloatingPointError (before any
@@ -204,29 +245,41 @@ def train_loop(config: ml_collections.ConfigDict, state: TrainState, data: input
       if schedules.EVALUATE in due:
         jax.block_until_ready(state)  # the pending train steps count as training time
         eval_start = time.perf_counter()
-        final_metrics = evaluation.evaluate_and_record(state, data, config, writer, workdir,
-                                                       eval_steps, data_parallel)
-        state = apply_plateau(state, final_metrics["top1_error"], config, writer, step,
-                              data_parallel)
+        final_metrics = evaluation.evaluate_and_record(
+          state, data, config, writer, workdir, eval_steps, data_parallel
+        )
+        state = apply_plateau(
+          state, final_metrics["top1_error"], config, writer, step, data_parallel
+        )
         progress.pause(time.perf_counter() - eval_start)
       if schedules.CHECKPOINT in due:
         checkpoints.save(manager, step, data_parallel.unreplicate(state))
       if stop and step != num_steps:
-        raise cli.Preempted(f"stopped by SIGTERM at step {step}/{num_steps}; checkpoint saved in "
-                            f"{workdir}; run the same command to resume")
+        raise cli.Preempted(
+          f"stopped by SIGTERM at step {step}/{num_steps}; checkpoint saved in "
+          f"{workdir}; run the same command to resume"
+        )
     if final_metrics is None:  # nothing left to train: evaluate the restored state
-      final_metrics = evaluation.evaluate_and_record(state, data, config, writer, workdir,
-                                                     eval_steps, data_parallel)
+      final_metrics = evaluation.evaluate_and_record(
+        state, data, config, writer, workdir, eval_steps, data_parallel
+      )
   finally:
     writer.close()
   return final_metrics
 
 
-def apply_plateau(state: TrainState, top1_error: float, config: ml_collections.ConfigDict,
-                  writer, step: int, data_parallel: parallel.DataParallel) -> TrainState:
+def apply_plateau(
+  state: TrainState,
+  top1_error: float,
+  config: ml_collections.ConfigDict,
+  writer,
+  step: int,
+  data_parallel: parallel.DataParallel,
+) -> TrainState:
   """Feeds an evaluation to the plateau rule; logs and applies a division."""
   plateau, message, scalars = schedules.after_evaluation(
-      data_parallel.unreplicate(state.plateau), top1_error, config.schedule)
+    data_parallel.unreplicate(state.plateau), top1_error, config.schedule
+  )
   if scalars is None:
     return state
   if message:
@@ -235,32 +288,44 @@ def apply_plateau(state: TrainState, top1_error: float, config: ml_collections.C
   return state.replace(plateau=data_parallel.replicate(plateau))
 
 
-def log_train_metrics(pending: list[tuple[int, dict[str, jax.Array]]], progress: reporting.Progress,
-                      writer: reporting.MetricsWriter, data_parallel: parallel.DataParallel) -> None:
+def log_train_metrics(
+  pending: list[tuple[int, dict[str, jax.Array]]],
+  progress: reporting.Progress,
+  writer: reporting.MetricsWriter,
+  data_parallel: parallel.DataParallel,
+) -> None:
   """Averages the metrics of the steps since the last log, prints progress, writes them."""
   values = check_finite(pending, data_parallel)
   summary = {name: float(np.mean([v[name] for v in values])) for name in TRAIN_METRICS}
   parallel.announce(progress.line(pending[-1][0], summary))
-  writer.write(pending[-1][0], "train", {**summary, "images_per_second": progress.images_per_second})
+  writer.write(
+    pending[-1][0], "train", {**summary, "images_per_second": progress.images_per_second}
+  )
 
 
-def check_finite(pending: list[tuple[int, dict[str, jax.Array]]],
-                 data_parallel: parallel.DataParallel) -> list[dict[str, float]]:
+def check_finite(
+  pending: list[tuple[int, dict[str, jax.Array]]], data_parallel: parallel.DataParallel
+) -> list[dict[str, float]]:
   """The pending steps' metrics on the host; a FloatingPointError names the first bad step."""
   values = [data_parallel.unreplicate(metrics) for _, metrics in pending]
-  for (step, _), value in zip(pending, values):
+  for (step, _), value in zip(pending, values, strict=True):
     if not math.isfinite(float(value["loss"])):
-      raise FloatingPointError(f"training loss became {float(value['loss'])} at step {step}; "
-                               "stopping (the checkpoints saved before it are kept)")
+      raise FloatingPointError(
+        f"training loss became {float(value['loss'])} at step {step}; "
+        "stopping (the checkpoints saved before it are kept)"
+      )
   return values
 
 
 # ---------------------------------------------------------------------------------------------
 # Command line.
 
+
 def report(metrics: dict[str, Any]) -> str:
-  return (f"test top-1 error {metrics['top1_error']:.2f}% | top-5 error "
-          f"{metrics['top5_error']:.2f}% ({metrics['num_examples']} examples)")
+  return (
+    f"test top-1 error {metrics['top1_error']:.2f}% | top-5 error "
+    f"{metrics['top5_error']:.2f}% ({metrics['num_examples']} examples)"
+  )
 
 
 if __name__ == "__main__":

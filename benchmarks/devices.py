@@ -36,9 +36,9 @@ flags.DEFINE_boolean("checkpoint", False, "internal: also time a checkpoint save
 # (config file, batch, timed steps): the configs' own batch except AlexNet (128 takes ~8 s a
 # step on 2 cores; 32 keeps the run to minutes).
 CASES = {
-    "lenet5": ("configs/default.py", 128, 300),
-    "cifar_resnet20": ("configs/cifar_resnet.py:20", 128, 30),
-    "alexnet": ("configs/alexnet.py", 32, 4),
+  "lenet5": ("configs/default.py", 128, 300),
+  "cifar_resnet20": ("configs/cifar_resnet.py:20", 128, 30),
+  "alexnet": ("configs/alexnet.py", 32, 4),
 }
 
 
@@ -70,18 +70,33 @@ def time_child(name: str, with_checkpoint: bool) -> dict:
   stored = {"lenet5": (32, 32, 1), "cifar_resnet20": (40, 40, 3)}.get(name, (256, 256, 3))
   size = config.dataset.crop_size or stored[0]
   channels = stored[2]
-  stats = augment.ColorStats(np.full(channels, 0.5), np.full(channels, 0.25),
-                             np.full(stored, 0.5), np.full(channels, 0.01), np.eye(channels))
+  stats = augment.ColorStats(
+    np.full(channels, 0.5),
+    np.full(channels, 0.25),
+    np.full(stored, 0.5),
+    np.full(channels, 0.01),
+    np.eye(channels),
+  )
   model, learning_rate_fn, state = experiment.create_model_and_state(
-      config, num_classes, (size, size, channels), 100 * batch_size)
+    config, num_classes, (size, size, channels), 100 * batch_size
+  )
   rng = np.random.default_rng(0)
-  batch = data_parallel.shard({"image": rng.integers(0, 256, (batch_size, *stored), dtype=np.uint8),
-                         "label": rng.integers(0, num_classes, batch_size).astype(np.int32)})
+  batch = data_parallel.shard(
+    {
+      "image": rng.integers(0, 256, (batch_size, *stored), dtype=np.uint8),
+      "label": rng.integers(0, num_classes, batch_size).astype(np.int32),
+    }
+  )
   step = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
-  state, seconds = stepping.seconds_per_step(step, data_parallel.replicate(state), batch, steps,
-                                             warmup=2)
-  result = {"images_per_second": batch_size / seconds, "step_seconds": seconds,
-            "batch": batch_size, "devices": data_parallel.num_devices}
+  state, seconds = stepping.seconds_per_step(
+    step, data_parallel.replicate(state), batch, steps, warmup=2
+  )
+  result = {
+    "images_per_second": batch_size / seconds,
+    "step_seconds": seconds,
+    "batch": batch_size,
+    "devices": data_parallel.num_devices,
+  }
   if with_checkpoint:
     with tempfile.TemporaryDirectory() as workdir:
       manager = checkpoints.create_manager(pathlib.Path(workdir), 3)
@@ -89,16 +104,20 @@ def time_child(name: str, with_checkpoint: bool) -> dict:
       checkpoints.save(manager, 1, data_parallel.unreplicate(state))
       blocking = time.perf_counter() - start
       manager.wait_until_finished()
-      result.update(save_blocking_seconds=blocking, save_seconds=time.perf_counter() - start,
-                    parameters=sum(x.size for x in jax.tree.leaves(
-                        data_parallel.unreplicate(state.params))))
+      result.update(
+        save_blocking_seconds=blocking,
+        save_seconds=time.perf_counter() - start,
+        parameters=sum(x.size for x in jax.tree.leaves(data_parallel.unreplicate(state.params))),
+      )
       manager.close()
   return result
 
 
 def run_child(name: str, count: int, with_checkpoint: bool) -> dict:
   env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={count}"}
-  command = [sys.executable, __file__, f"--child={name}"] + (["--checkpoint"] if with_checkpoint else [])
+  command = [sys.executable, __file__, f"--child={name}"] + (
+    ["--checkpoint"] if with_checkpoint else []
+  )
   result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
   if result.returncode != 0:
     raise RuntimeError(f"{name} on {count} devices failed:\n{result.stderr[-3000:]}")
@@ -112,25 +131,38 @@ def main(argv):
     print(json.dumps(time_child(args.child, args.checkpoint)))
     return
   counts = sorted(int(c) for c in args.counts)
-  rows = ["| model | batch | " + " | ".join(f"{c} device{'s' * (c > 1)} (img/s)" for c in counts)
-          + " | " + " | ".join(f"×{c} / ×{counts[0]}" for c in counts[1:]) + " | save: blocks loop | save: total |",
-          "|" + "---|" * (2 + 2 * len(counts) - 1 + 2)]
+  rows = [
+    "| model | batch | "
+    + " | ".join(f"{c} device{'s' * (c > 1)} (img/s)" for c in counts)
+    + " | "
+    + " | ".join(f"×{c} / ×{counts[0]}" for c in counts[1:])
+    + " | save: blocks loop | save: total |",
+    "|" + "---|" * (2 + 2 * len(counts) - 1 + 2),
+  ]
   for name in args.models:
     results = {c: run_child(name, c, with_checkpoint=c == counts[-1]) for c in counts}
     base = results[counts[0]]["images_per_second"]
     last = results[counts[-1]]
-    save = (f"{last['save_blocking_seconds']:.2f} s = {last['save_blocking_seconds'] / last['step_seconds']:.1f} steps",
-            f"{last['save_seconds']:.2f} s ({last['parameters'] / 1e6:.2f} M params)")
-    rows.append(f"| {name} | {results[counts[0]]['batch']} | "
-                + " | ".join(f"{results[c]['images_per_second']:,.1f}" for c in counts) + " | "
-                + " | ".join(f"{results[c]['images_per_second'] / base:.2f}" for c in counts[1:])
-                + f" | {save[0]} | {save[1]} |")
+    blocking_steps = last["save_blocking_seconds"] / last["step_seconds"]
+    save = (
+      f"{last['save_blocking_seconds']:.2f} s = {blocking_steps:.1f} steps",
+      f"{last['save_seconds']:.2f} s ({last['parameters'] / 1e6:.2f} M params)",
+    )
+    rows.append(
+      f"| {name} | {results[counts[0]]['batch']} | "
+      + " | ".join(f"{results[c]['images_per_second']:,.1f}" for c in counts)
+      + " | "
+      + " | ".join(f"{results[c]['images_per_second'] / base:.2f}" for c in counts[1:])
+      + f" | {save[0]} | {save[1]} |"
+    )
     print(rows[-1], flush=True)
   table = "\n".join(rows)
   print("\n" + table)
   out = ROOT / "benchmarks" / "results" / "devices.md"
-  out.write_text(f"Train step on {os.cpu_count()} CPU cores, XLA host devices; "
-                 f"`benchmarks/devices.py`, {time.strftime('%Y-%m-%d')}.\n\n{table}\n")
+  out.write_text(
+    f"Train step on {os.cpu_count()} CPU cores, XLA host devices; "
+    f"`benchmarks/devices.py`, {time.strftime('%Y-%m-%d')}.\n\n{table}\n"
+  )
   print(f"\nwritten to {out}")
 
 

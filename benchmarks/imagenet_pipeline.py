@@ -65,8 +65,13 @@ def main(argv):
   parallel.configure_cpu_devices()
   config = alexnet.get_config()
   workers = config.dataset.num_workers or os.cpu_count() or 1
-  reader = SplitReader(JpegSource(args.images), preprocess.make_host_preprocess(config.dataset),
-                       (256, 256, 3), workers, cache_bytes=0)
+  reader = SplitReader(
+    JpegSource(args.images),
+    preprocess.make_host_preprocess(config.dataset),
+    (256, 256, 3),
+    workers,
+    cache_bytes=0,
+  )
   start = time.perf_counter()
   images, labels = reader.read(np.arange(len(reader)))
   host = len(reader) / (time.perf_counter() - start)
@@ -84,11 +89,13 @@ def main(argv):
   data_parallel = parallel.DataParallel()
   data_parallel.check_batch_size("--batch", args.batch)
   model, learning_rate_fn, state = experiment.create_model_and_state(
-      config, 1000, (227, 227, 3), 1_281_167)
+    config, 1000, (227, 227, 3), 1_281_167
+  )
   state = data_parallel.replicate(state)
   step_fn = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
-  train_batch = data_parallel.shard({"image": np.asarray(batch),
-                                     "label": np.resize(labels, args.batch).astype(np.int32)})
+  train_batch = data_parallel.shard(
+    {"image": np.asarray(batch), "label": np.resize(labels, args.batch).astype(np.int32)}
+  )
   state, _ = step_fn(state, train_batch)
   jax.block_until_ready(state)
   start = time.perf_counter()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 
 
-def seconds_per_step(step: Callable, state: Any, batch: Any, steps: int,
-                     warmup: int) -> tuple[Any, float]:
+def seconds_per_step(
+  step: Callable, state: Any, batch: Any, steps: int, warmup: int
+) -> tuple[Any, float]:
   """(the state after, seconds per call) of `state, _ = step(state, batch)`, timed after
   `warmup` calls (compilation included there)."""
   for _ in range(warmup):

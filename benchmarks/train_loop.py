@@ -33,7 +33,9 @@ import train  # noqa: E402
 from benchmarks import stepping  # noqa: E402
 from configs import default  # noqa: E402
 
-flags.DEFINE_integer("steps", 2000, "training steps for the loop and the bare step", lower_bound=300)
+flags.DEFINE_integer(
+  "steps", 2000, "training steps for the loop and the bare step", lower_bound=300
+)
 
 
 def time_loading(config) -> tuple[input_pipeline.Data, float]:
@@ -57,8 +59,9 @@ def time_bare_step(config, data, steps: int) -> float:
   data_parallel = parallel.DataParallel(config.num_devices)
   model, learning_rate_fn, state = experiment.for_data(config, data)
   state = data_parallel.replicate(state)
-  batch = data_parallel.shard(next(input_pipeline.train_batches(data.train, config.batch_size,
-                                                                config.seed)))
+  batch = data_parallel.shard(
+    next(input_pipeline.train_batches(data.train, config.batch_size, config.seed))
+  )
   step = train.create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
   _, seconds = stepping.seconds_per_step(step, state, batch, steps, warmup=20)
   return config.batch_size / seconds
@@ -74,8 +77,8 @@ def time_loop(config, steps: int) -> float:
     train.train_and_evaluate(config, workdir)
     rows = reporting.read_metrics(pathlib.Path(workdir))["train"][1:]
   previous = [100] + [r["step"] for r in rows[:-1]]
-  images = [(r["step"] - p) * config.batch_size for r, p in zip(rows, previous)]
-  seconds = sum(n / r["images_per_second"] for n, r in zip(images, rows))
+  images = [(r["step"] - p) * config.batch_size for r, p in zip(rows, previous, strict=True)]
+  seconds = sum(n / r["images_per_second"] for n, r in zip(images, rows, strict=True))
   return sum(images) / seconds
 
 
@@ -91,12 +94,18 @@ def main(argv):
   loop = time_loop(config, steps)
   bare_after = time_bare_step(config, data, steps)
   bare = (bare_before + bare_after) / 2
-  print(f"\n{config.model.name} on {config.dataset.name}, batch {config.batch_size}, "
-        f"{jax.device_count()} {jax.default_backend()} device(s), {steps} steps")
-  print(f"loading (ArrayRecord → memory, with colour statistics): {load_seconds:.1f} s for "
-        f"{len(data.train) + len(data.eval)} images")
-  print(f"input pipeline, host only: {pipeline:,.0f} img/s "
-        f"({len(data.train) / pipeline:.2f} s per epoch)")
+  print(
+    f"\n{config.model.name} on {config.dataset.name}, batch {config.batch_size}, "
+    f"{jax.device_count()} {jax.default_backend()} device(s), {steps} steps"
+  )
+  print(
+    f"loading (ArrayRecord → memory, with colour statistics): {load_seconds:.1f} s for "
+    f"{len(data.train) + len(data.eval)} images"
+  )
+  print(
+    f"input pipeline, host only: {pipeline:,.0f} img/s "
+    f"({len(data.train) / pipeline:.2f} s per epoch)"
+  )
   print(f"bare step:  {bare:,.0f} img/s (before {bare_before:,.0f}, after {bare_after:,.0f})")
   print(f"train loop:       {loop:,.0f} img/s")
   print(f"loop / bare step: {loop / bare:.3f}")

@@ -32,8 +32,9 @@ flags.DEFINE_list("models", [], "registry names (default: all)")
 flags.DEFINE_string("out", "", "also write the Markdown table here")
 
 
-def forward_backward_speed(model, input_shape: tuple[int, ...], num_classes: int, batch: int,
-                           steps: int) -> float:
+def forward_backward_speed(
+  model, input_shape: tuple[int, ...], num_classes: int, batch: int, steps: int
+) -> float:
   """Images/s of a jitted gradient step (loss, backward) on random images."""
   images = jax.random.normal(jax.random.key(0), (batch, *input_shape))
   labels = jnp.arange(batch) % num_classes
@@ -42,10 +43,15 @@ def forward_backward_speed(model, input_shape: tuple[int, ...], num_classes: int
   @jax.jit
   def grad_step(variables):
     def loss(params):
-      (logits, _), updates = model.apply({**variables, "params": params}, images, train=True,
-                                         rngs={"dropout": jax.random.key(2)},
-                                         mutable=["batch_stats"])
+      (logits, _), updates = model.apply(
+        {**variables, "params": params},
+        images,
+        train=True,
+        rngs={"dropout": jax.random.key(2)},
+        mutable=["batch_stats"],
+      )
       return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates
+
     return jax.grad(loss, has_aux=True)(variables["params"])
 
   jax.block_until_ready(grad_step(variables))
@@ -59,8 +65,10 @@ def main(argv):
   del argv
   args = flags.FLAGS
   names = args.models or list(models.REGISTRY)
-  lines = [f"| model | input | parameters | GFLOPs (multiply-adds) | fwd+bwd img/s (batch {args.batch}) |",
-           "|---|---|---:|---:|---:|"]
+  lines = [
+    f"| model | input | parameters | GFLOPs (multiply-adds) | fwd+bwd img/s (batch {args.batch}) |",
+    "|---|---|---:|---:|---:|",
+  ]
   print("\n".join(lines), flush=True)
   for name in names:
     entry = models.entry(name)
@@ -68,8 +76,10 @@ def main(argv):
     shape = entry.input_shape
     totals = summary.summarize(model, shape, entry.num_classes)
     speed = forward_backward_speed(model, shape, entry.num_classes, args.batch, args.steps)
-    line = (f"| {name} | {'×'.join(map(str, shape))} | {totals['total_params']:,} | "
-            f"{totals['total_flops'] / 1e9:.4g} | {speed:,.1f} |")
+    line = (
+      f"| {name} | {'×'.join(map(str, shape))} | {totals['total_params']:,} | "
+      f"{totals['total_flops'] / 1e9:.4g} | {speed:,.1f} |"
+    )
     lines.append(line)
     print(line, flush=True)
   print(f"\n{jax.device_count()} {jax.default_backend()} device(s): {jax.devices()[0].device_kind}")

@@ -16,12 +16,12 @@ from configs import imagenet_base
 
 def get_config() -> ml_collections.ConfigDict:
   config = models.set_model(imagenet_base.get_config(), "alexnet")
-  config.model.variant = "paper"            # paper or torchvision
-  config.model.groups = 1                   # 2: the two-GPU original
+  config.model.variant = "paper"  # paper or torchvision
+  config.model.groups = 1  # 2: the two-GPU original
   config.model.lrn_order = "relu_lrn_pool"  # the paper's; pool_lrn as in cs231n's table
-  config.model.kernel_init = "gaussian"     # N(0, 0.01), §5
-  config.dataset.crop_size = 227            # the paper says 224; 227 makes the sizes work
+  config.model.kernel_init = "gaussian"  # N(0, 0.01), §5
+  config.dataset.crop_size = 227  # the paper says 224; 227 makes the sizes work
   config.batch_size = 128
-  config.num_epochs = 90                    # "roughly 90 cycles", learning rate cut 3 times
+  config.num_epochs = 90  # "roughly 90 cycles", learning rate cut 3 times
   config.schedule.step_epochs = (30, 60, 80)
   return config

@@ -11,31 +11,33 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
 
   config.model = ml_collections.ConfigDict()
-  config.model.name = ""            # a registered network: models.set_model(config, NAME)
-  config.model.activation = ""      # "" = the network's own; relu, tanh, sigmoid, leaky_relu, swish
-  config.model.kernel_init = "he"   # he, glorot, gaussian, lecun_uniform
-  config.model.norm = "default"     # default (the paper's), lrn, batch, none
-  config.model.remove = ""          # layers to remove, e.g. "f6" or "fc7,conv4"
-  config.model.widths = ""          # widths to change, e.g. "f6=120" or "fc6=2048,fc7=2048"
-  config.model.dtype = "float32"    # compute dtype: float32 or bfloat16
+  config.model.name = ""  # a registered network: models.set_model(config, NAME)
+  config.model.activation = ""  # "" = the network's own; relu, tanh, sigmoid, leaky_relu, swish
+  config.model.kernel_init = "he"  # he, glorot, gaussian, lecun_uniform
+  config.model.norm = "default"  # default (the paper's), lrn, batch, none
+  config.model.remove = ""  # layers to remove, e.g. "f6" or "fc7,conv4"
+  config.model.widths = ""  # widths to change, e.g. "f6=120" or "fc6=2048,fc7=2048"
+  config.model.dtype = "float32"  # compute dtype: float32 or bfloat16
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "fashion_mnist"
-  config.dataset.data_dir = ""      # "" = $TFDS_DATA_DIR, else <repo>/data/tfds
+  config.dataset.data_dir = ""  # "" = $TFDS_DATA_DIR, else <repo>/data/tfds
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
-  config.dataset.classes = ""       # "": all; else the classes kept, relabelled 0…k−1, e.g. "0-4"
+  config.dataset.classes = ""  # "": all; else the classes kept, relabelled 0…k−1, e.g. "0-4"
   # Host preprocessing, to one stored uint8 shape (spec §2): resize, centre crop, pad.
-  config.dataset.resize = 0         # 0: keep; else the shorter side (or both, resize_mode=warp)
+  config.dataset.resize = 0  # 0: keep; else the shorter side (or both, resize_mode=warp)
   config.dataset.resize_mode = "shorter_side"
-  config.dataset.center_crop = 0    # 0: none; else the central square kept, e.g. 256
-  config.dataset.pad = 0            # pixels of zeros added on every side
-  config.dataset.crop_size = 0      # the square crop the network sees; 0: the stored image
+  config.dataset.center_crop = 0  # 0: none; else the central square kept, e.g. 256
+  config.dataset.pad = 0  # pixels of zeros added on every side
+  config.dataset.crop_size = 0  # the square crop the network sees; 0: the stored image
   # standardize (− mean, ÷ std), mean (− mean only, as AlexNet), *_per_pixel, none
   config.dataset.normalization = "standardize"
-  config.dataset.color_stats = ""   # "": computed (in-memory data) / the tool's file; "imagenet"; a path
-  config.dataset.num_workers = 0    # host decode threads; 0: one per core
-  config.dataset.cache_gb = 4.0     # splits up to this size are held in memory
+  config.dataset.color_stats = (
+    ""  # "": computed (in-memory data) / the tool's file; "imagenet"; a path
+  )
+  config.dataset.num_workers = 0  # host decode threads; 0: one per core
+  config.dataset.cache_gb = 4.0  # splits up to this size are held in memory
 
   # dataset.name=synthetic: deterministic random images, for smoke runs and benchmarks.
   config.dataset.synthetic = ml_collections.ConfigDict()
@@ -49,17 +51,17 @@ def get_config() -> ml_collections.ConfigDict:
   # Training augmentation on the device, each switchable (Krizhevsky et al. 2012 §4.1).
   config.augment = ml_collections.ConfigDict()
   config.augment.random_crop = False  # random crop_size crops (else the centre crop)
-  config.augment.flip = False         # horizontal reflections
-  config.augment.pca_lighting = 0.0   # σ of the PCA colour shift; 0: off (AlexNet: 0.1)
+  config.augment.flip = False  # horizontal reflections
+  config.augment.pca_lighting = 0.0  # σ of the PCA colour shift; 0: off (AlexNet: 0.1)
 
   config.eval = ml_collections.ConfigDict()
-  config.eval.ten_crop = False      # also the 10-crop protocol (corners, centre, mirrored)
+  config.eval.ten_crop = False  # also the 10-crop protocol (corners, centre, mirrored)
 
   config.optimizer = ml_collections.ConfigDict()
   config.optimizer.learning_rate = 0.05  # peak, for batch_size 128
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 5e-4   # added to the gradient, as Krizhevsky et al. 2012 §5
+  config.optimizer.weight_decay = 5e-4  # added to the gradient, as Krizhevsky et al. 2012 §5
   # Fine-tuning (spec §4): layer/parameter patterns, e.g. frozen="c1,c3", lr_multipliers=
   # "output=0.1,*=0.01" (first match wins; others ×1); linear_probe trains the head alone.
   config.optimizer.frozen = ""
@@ -67,10 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.linear_probe = False
 
   config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = "cosine"   # constant, cosine, step, plateau
+  config.schedule.name = "cosine"  # constant, cosine, step, plateau
   config.schedule.warmup_epochs = 0.5
   config.schedule.step_epochs = (6, 9)  # "step": multiply by step_factor at these epochs
-  config.schedule.step_factor = 0.1     # "step" and "plateau": the factor of each division
+  config.schedule.step_factor = 0.1  # "step" and "plateau": the factor of each division
   # "plateau": multiply by step_factor when the eval top-1 error has not improved by more than
   # plateau_threshold points for plateau_patience evaluations (the AlexNet/VGG/ResNet recipe).
   config.schedule.plateau_patience = 2
@@ -79,21 +81,22 @@ def get_config() -> ml_collections.ConfigDict:
   config.batch_size = 128
   config.eval_batch_size = 1000
   config.num_epochs = 12
-  config.num_train_steps = -1       # -1: derived from num_epochs
-  config.eval_every_steps = 1875    # every 4 epochs at batch 128
+  config.num_train_steps = -1  # -1: derived from num_epochs
+  config.eval_every_steps = 1875  # every 4 epochs at batch 128
   config.checkpoint_every_steps = 1875
   config.keep_checkpoints = 3
   config.log_every_steps = 100
   config.seed = 0
-  config.init_from = ""             # a workdir: start from its newest checkpoint (new head re-initialised)
-  config.init_reset = ""            # with init_from: layers to re-initialise anyway, e.g. "output"
+  config.init_from = ""  # a workdir: start from its newest checkpoint (new head re-initialised)
+  config.init_reset = ""  # with init_from: layers to re-initialise anyway, e.g. "output"
 
   # Data parallelism: the global batch is split across the devices (jax.pmap). On CPU the host
-  # is split into $CONVZOO_CPU_DEVICES devices (default: one per core up to 8; benchmarks/devices.py).
-  config.num_devices = 0            # 0: every local device; else the first N
+  # is split into $CONVZOO_CPU_DEVICES devices (default: one per core up to 8;
+  # benchmarks/devices.py).
+  config.num_devices = 0  # 0: every local device; else the first N
   config.distributed = ml_collections.ConfigDict()
-  config.distributed.enabled = False        # jax.distributed.initialize (or $CONVZOO_DISTRIBUTED=1)
+  config.distributed.enabled = False  # jax.distributed.initialize (or $CONVZOO_DISTRIBUTED=1)
   config.distributed.coordinator_address = ""  # "": from the cluster environment
-  config.distributed.num_processes = 0      # 0: from the cluster environment
-  config.distributed.process_id = -1        # -1: from the cluster environment
+  config.distributed.num_processes = 0  # 0: from the cluster environment
+  config.distributed.process_id = -1  # -1: from the cluster environment
   return config

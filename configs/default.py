@@ -16,5 +16,5 @@ from configs import base
 def get_config() -> ml_collections.ConfigDict:
   config = models.set_model(base.get_config(), "lenet5")
   config.model.form = "modern"  # "classic": tanh + average subsampling (1998)
-  config.dataset.pad = 2        # 28×28 → 32×32, as LeCun et al. pad the digits
+  config.dataset.pad = 2  # 28×28 → 32×32, as LeCun et al. pad the digits
   return config

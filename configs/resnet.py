@@ -20,7 +20,7 @@ from models import resnet
 def get_config(depth: str = "50") -> ml_collections.ConfigDict:
   plain, number = resnet.parse_depth(depth, tuple(resnet.IMAGENET_STAGES), "ResNet")
   config = models.set_model(imagenet_base.get_config(), f"{'plain' if plain else 'resnet'}{number}")
-  config.model.shortcut = "B"    # §3.3: projections only where dimensions change
+  config.model.shortcut = "B"  # §3.3: projections only where dimensions change
   config.optimizer.learning_rate = 0.1
   config.optimizer.weight_decay = 1e-4  # the paper's (the lecture slide says 1e-5)
   config.batch_size = 256

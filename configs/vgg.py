@@ -20,6 +20,6 @@ def get_config(configuration: str = "d") -> ml_collections.ConfigDict:
   config = models.set_model(imagenet_base.get_config(), f"vgg_{configuration}")
   config.model.kernel_init = "glorot"  # §3.1: Glorot & Bengio initialisation, no pre-training
   config.batch_size = 256
-  config.num_epochs = 74               # 370K iterations; learning rate cut 3 times
+  config.num_epochs = 74  # 370K iterations; learning rate cut 3 times
   config.schedule.step_epochs = (30, 50, 65)
   return config

@@ -14,6 +14,6 @@ from configs import alexnet
 def get_config() -> ml_collections.ConfigDict:
   config = models.set_model(alexnet.get_config(), "zfnet")  # keeps AlexNet's recipe and lrn_order
   config.dataset.crop_size = 224
-  config.num_epochs = 70                          # "stopped training after 70 epochs"
+  config.num_epochs = 70  # "stopped training after 70 epochs"
   config.schedule.step_epochs = (25, 50, 65)
   return config

@@ -1,4 +1,5 @@
-"""Input pipelines: datasets (TFDS or synthetic) → host preprocessing → uint8 batches → device augmentation.
+"""Input pipelines: datasets (TFDS or synthetic) → host preprocessing → uint8 batches →
+device augmentation.
 
 `load_data(config)` opens the train and eval splits, `check_dataset(config)` checks a config's
 data fields without reading any image; the train and eval steps turn the uint8 batches into
@@ -22,6 +23,7 @@ __all__ = ["Data", "load_data", "check_dataset", "eval_batches", "train_batches"
 @dataclasses.dataclass(frozen=True)
 class Data:
   """The train and eval splits, ready to batch, and the colour statistics of the train split."""
+
   info: datasets.DatasetInfo
   train: SplitReader
   eval: SplitReader
@@ -37,25 +39,29 @@ def input_shape(config: Any, info: datasets.DatasetInfo) -> tuple[int, int, int]
   height, width, channels = preprocess.stored_shape(config.dataset, info.image_shape)
   size = config.dataset.crop_size
   if size and size > min(height, width):
-    raise ValueError(f"dataset.crop_size {size} is larger than the stored image "
-                     f"{height}×{width}; lower it or raise dataset.resize / center_crop")
+    raise ValueError(
+      f"dataset.crop_size {size} is larger than the stored image "
+      f"{height}×{width}; lower it or raise dataset.resize / center_crop"
+    )
   return (size, size, channels) if size else (height, width, channels)
 
 
 def parse_classes(text: str, num_classes: int) -> tuple[int, ...]:
-  """"0-4" or "5,7,9" → the class ids kept (empty: all); a ValueError names a bad entry."""
+  """ "0-4" or "5,7,9" → the class ids kept (empty: all); a ValueError names a bad entry."""
   classes: list[int] = []
   for entry in (e.strip() for e in text.split(",") if e.strip()):
     first, _, last = entry.partition("-")
     try:
       span = range(int(first), int(last or first) + 1)
     except ValueError:
-      raise ValueError(f"bad dataset.classes entry {entry!r}; use ids and ranges, e.g. \"0-4\" "
-                       "or \"5,7,9\"") from None
+      raise ValueError(
+        f"bad dataset.classes entry {entry!r}; use ids and ranges, e.g. \"0-4\" or \"5,7,9\""
+      ) from None
     for label in span:
       if not 0 <= label < num_classes or label in classes:
-        raise ValueError(f"dataset.classes: class {label} is out of range 0–{num_classes - 1} "
-                         "or given twice")
+        raise ValueError(
+          f"dataset.classes: class {label} is out of range 0–{num_classes - 1} or given twice"
+        )
       classes.append(label)
   return tuple(classes)
 
@@ -72,8 +78,10 @@ def check_dataset(config: Any) -> datasets.DatasetInfo:
     datasets.check_split(info, split)
   input_shape(config, info)
   if dataset.normalization not in augment.NORMALIZATIONS:
-    raise ValueError(f"unknown dataset.normalization {dataset.normalization!r}; "
-                     f"known: {', '.join(augment.NORMALIZATIONS)}")
+    raise ValueError(
+      f"unknown dataset.normalization {dataset.normalization!r}; "
+      f"known: {', '.join(augment.NORMALIZATIONS)}"
+    )
   stats_path(config)
   return info
 
@@ -85,15 +93,20 @@ def stats_path(config: Any) -> pathlib.Path | None:
     return None
   path = pathlib.Path(name)
   if not path.exists():
-    raise ValueError(f"colour statistics file {path} not found; compute it with "
-                     "`.venv/bin/python -m input_pipeline.color_pca --config=YOUR_CONFIG`, or set "
-                     "dataset.color_stats to \"\" (computed for in-memory data) or \"imagenet\"")
+    raise ValueError(
+      f"colour statistics file {path} not found; compute it with "
+      "`.venv/bin/python -m input_pipeline.color_pca --config=YOUR_CONFIG`, or set "
+      "dataset.color_stats to \"\" (computed for in-memory data) or \"imagenet\""
+    )
   return path
 
 
 def default_stats_path(dataset_config: Any) -> pathlib.Path:
-  return (pathlib.Path(datasets.resolve_data_dir(dataset_config.data_dir)) / dataset_config.name
-          / f"color_stats_{dataset_config.train_split}.npz")
+  return (
+    pathlib.Path(datasets.resolve_data_dir(dataset_config.data_dir))
+    / dataset_config.name
+    / f"color_stats_{dataset_config.train_split}.npz"
+  )
 
 
 def load_stats(config: Any, train: SplitReader, channels: int) -> ColorStats:
@@ -101,6 +114,7 @@ def load_stats(config: Any, train: SplitReader, channels: int) -> ColorStats:
   file if the tool wrote one; else the published ImageNet constants (RGB only)."""
   # Imported here: `python -m input_pipeline.color_pca` must not find it imported already.
   from input_pipeline import color_pca
+
   path = stats_path(config)
   if path is None and config.dataset.color_stats == "" and not train.cached:
     path = default_stats_path(config.dataset)
@@ -112,22 +126,32 @@ def load_stats(config: Any, train: SplitReader, channels: int) -> ColorStats:
   elif channels == 3:
     stats = color_pca.IMAGENET
   else:
-    raise ValueError(f"no colour statistics for {channels}-channel images; compute them with "
-                     "`.venv/bin/python -m input_pipeline.color_pca --config=YOUR_CONFIG`")
+    raise ValueError(
+      f"no colour statistics for {channels}-channel images; compute them with "
+      "`.venv/bin/python -m input_pipeline.color_pca --config=YOUR_CONFIG`"
+    )
   if stats.mean.shape != (channels,):
-    raise ValueError(f"colour statistics have {stats.mean.shape[0]} channels; the images have {channels}")
+    raise ValueError(
+      f"colour statistics have {stats.mean.shape[0]} channels; the images have {channels}"
+    )
   if config.dataset.normalization.endswith("per_pixel") and stats.mean_image.shape != train.shape:
-    raise ValueError(f"dataset.normalization={config.dataset.normalization} needs a per-pixel "
-                     f"mean of shape {train.shape}; compute it with input_pipeline.color_pca")
+    raise ValueError(
+      f"dataset.normalization={config.dataset.normalization} needs a per-pixel "
+      f"mean of shape {train.shape}; compute it with input_pipeline.color_pca"
+    )
   return stats
 
 
 def open_reader(config: Any, split: str, info: datasets.DatasetInfo) -> SplitReader:
   dataset = config.dataset
   shape = preprocess.stored_shape(dataset, info.image_shape)
-  return SplitReader(datasets.open_source(dataset, split), preprocess.make_host_preprocess(dataset),
-                     shape, dataset.num_workers or os.cpu_count() or 1,
-                     int(dataset.cache_gb * 2**30))
+  return SplitReader(
+    datasets.open_source(dataset, split),
+    preprocess.make_host_preprocess(dataset),
+    shape,
+    dataset.num_workers or os.cpu_count() or 1,
+    int(dataset.cache_gb * 2**30),
+  )
 
 
 def load_data(config: Any) -> Data:

@@ -10,7 +10,8 @@ in the global batch, so they do not depend on how the batch is split across devi
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -22,11 +23,12 @@ Array = jax.Array
 @dataclasses.dataclass(frozen=True)
 class ColorStats:
   """Training-set colour statistics in [0, 1] pixel units."""
-  mean: np.ndarray        # [C] per channel
-  std: np.ndarray         # [C]
+
+  mean: np.ndarray  # [C] per channel
+  std: np.ndarray  # [C]
   mean_image: np.ndarray  # [H, W, C] per pixel, or empty
-  eigvals: np.ndarray     # [C] of the C×C covariance, descending
-  eigvecs: np.ndarray     # [C, C], columns are the eigenvectors p_i
+  eigvals: np.ndarray  # [C] of the C×C covariance, descending
+  eigvecs: np.ndarray  # [C, C], columns are the eigenvectors p_i
 
 
 def example_keys(key: Array, first: int | Array, count: int) -> Array:
@@ -53,7 +55,10 @@ def random_flip(images: Array, keys: Array) -> Array:
 
 
 def pca_lighting_shift(keys: Array, eigvals: Array, eigvecs: Array, sigma: float) -> Array:
-  """[p1 p2 p3]·[α1 λ1, α2 λ2, α3 λ3]ᵀ per image, α ~ N(0, σ) (Krizhevsky et al. 2012 §4.1): [B, C]."""
+  """[p1 p2 p3]·[α1 λ1, α2 λ2, α3 λ3]ᵀ per image, α ~ N(0, σ): [B, C].
+
+  Krizhevsky et al. 2012 §4.1.
+  """
   alphas = sigma * jax.vmap(lambda key: jax.random.normal(key, eigvals.shape))(keys)
   return (alphas * eigvals) @ eigvecs.T
 
@@ -62,15 +67,20 @@ def center_crop_batch(images: Array, size: int) -> Array:
   """The central `size`×`size` window of every image of [B, H, W, C]."""
   height, width = images.shape[1:3]
   top, left = (height - size) // 2, (width - size) // 2
-  return images[:, top:top + size, left:left + size]
+  return images[:, top : top + size, left : left + size]
 
 
 def ten_crops(images: Array, size: int) -> Array:
   """[10, B, size, size, C]: the four corners, the centre, then the mirror image of each."""
   height, width = images.shape[1:3]
-  corners = [(0, 0), (0, width - size), (height - size, 0), (height - size, width - size),
-             ((height - size) // 2, (width - size) // 2)]
-  crops = jnp.stack([images[:, t:t + size, l:l + size] for t, l in corners])
+  corners = [
+    (0, 0),
+    (0, width - size),
+    (height - size, 0),
+    (height - size, width - size),
+    ((height - size) // 2, (width - size) // 2),
+  ]
+  crops = jnp.stack([images[:, t : t + size, l : l + size] for t, l in corners])
   return jnp.concatenate([crops, crops[:, :, :, ::-1]])
 
 
@@ -98,8 +108,9 @@ def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Ar
     crop_keys, flip_keys, light_keys = split[:, 0], split[:, 1], split[:, 2]
     x = normalize(images, stats, config.dataset.normalization)
     if augment.pca_lighting > 0:
-      shift = pca_lighting_shift(light_keys, jnp.asarray(stats.eigvals),
-                                 jnp.asarray(stats.eigvecs), augment.pca_lighting)
+      shift = pca_lighting_shift(
+        light_keys, jnp.asarray(stats.eigvals), jnp.asarray(stats.eigvecs), augment.pca_lighting
+      )
       scale = stats.std if config.dataset.normalization.startswith("standardize") else 1.0
       x = x + (shift / jnp.asarray(scale, jnp.float32))[:, None, None, :]
     if size and size < images.shape[1]:

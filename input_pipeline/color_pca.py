@@ -12,7 +12,8 @@ file with `dataset.color_stats`; "imagenet" gives the published ImageNet constan
 from __future__ import annotations
 
 import pathlib
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 from absl import flags
@@ -23,13 +24,13 @@ from input_pipeline.augment import ColorStats
 # ImageNet statistics in [0, 1] units as published with fb.resnet.torch (eigenvalues and
 # eigenvectors of the RGB covariance, after Krizhevsky et al. 2012) and torchvision (mean, std).
 IMAGENET = ColorStats(
-    mean=np.array([0.485, 0.456, 0.406]),
-    std=np.array([0.229, 0.224, 0.225]),
-    mean_image=np.zeros((0,)),
-    eigvals=np.array([0.2175, 0.0188, 0.0045]),
-    eigvecs=np.array([[-0.5675, 0.7192, 0.4009],
-                      [-0.5808, -0.0045, -0.8140],
-                      [-0.5836, -0.6948, 0.4203]]),
+  mean=np.array([0.485, 0.456, 0.406]),
+  std=np.array([0.229, 0.224, 0.225]),
+  mean_image=np.zeros((0,)),
+  eigvals=np.array([0.2175, 0.0188, 0.0045]),
+  eigvecs=np.array(
+    [[-0.5675, 0.7192, 0.4009], [-0.5808, -0.0045, -0.8140], [-0.5836, -0.6948, 0.4203]]
+  ),
 )
 
 
@@ -49,15 +50,26 @@ def compute(batches: Iterable[np.ndarray]) -> ColorStats:
   covariance = outer / num_pixels - np.outer(mean, mean)
   eigvals, eigvecs = np.linalg.eigh(covariance)
   order = np.argsort(eigvals)[::-1]
-  return ColorStats(mean=mean, std=np.sqrt(np.diag(covariance)), mean_image=image_sum / num_images,
-                    eigvals=eigvals[order], eigvecs=eigvecs[:, order])
+  return ColorStats(
+    mean=mean,
+    std=np.sqrt(np.diag(covariance)),
+    mean_image=image_sum / num_images,
+    eigvals=eigvals[order],
+    eigvecs=eigvecs[:, order],
+  )
 
 
 def save(stats: ColorStats, path: str | pathlib.Path) -> None:
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  np.savez(path, mean=stats.mean, std=stats.std, mean_image=stats.mean_image,
-           eigvals=stats.eigvals, eigvecs=stats.eigvecs)
+  np.savez(
+    path,
+    mean=stats.mean,
+    std=stats.std,
+    mean_image=stats.mean_image,
+    eigvals=stats.eigvals,
+    eigvecs=stats.eigvecs,
+  )
 
 
 def load(path: str | pathlib.Path) -> ColorStats:
@@ -75,7 +87,9 @@ def compute_for_config(config: Any, max_images: int = 0) -> tuple[ColorStats, pa
   info = input_pipeline.check_dataset(config)
   reader = input_pipeline.open_reader(config, config.dataset.train_split, info)
   count = min(len(reader), max_images) if max_images else len(reader)
-  path = pathlib.Path(config.dataset.color_stats or input_pipeline.default_stats_path(config.dataset))
+  path = pathlib.Path(
+    config.dataset.color_stats or input_pipeline.default_stats_path(config.dataset)
+  )
   return compute(reader.all_images(256, count)), path, count
 
 
@@ -85,14 +99,19 @@ def compute_and_save(config: Any, max_images: int = 0, out: str = "") -> str:
   path = pathlib.Path(out) if out else path
   save(stats, path)
   np.set_printoptions(precision=4, suppress=True)
-  return (f"{count} training images → {path}\n"
-          f"mean {stats.mean}  std {stats.std}\neigenvalues {stats.eigvals}\n"
-          f"eigenvectors (columns)\n{stats.eigvecs}")
+  return (
+    f"{count} training images → {path}\n"
+    f"mean {stats.mean}  std {stats.std}\neigenvalues {stats.eigvals}\n"
+    f"eigenvectors (columns)\n{stats.eigvecs}"
+  )
 
 
 if __name__ == "__main__":
   cli.define_config_flag("config", "experiment config whose training split to use")
   flags.DEFINE_integer("max_images", 0, "use the first N training images (0: all)")
-  flags.DEFINE_string("out", "", "where to write (default: dataset.color_stats or "
-                      "<data_dir>/<dataset>/color_stats_<split>.npz)")
+  flags.DEFINE_string(
+    "out",
+    "",
+    "where to write (default: dataset.color_stats or <data_dir>/<dataset>/color_stats_<split>.npz)",
+  )
   cli.run(lambda: compute_and_save(flags.FLAGS.config, flags.FLAGS.max_images, flags.FLAGS.out))

@@ -35,11 +35,19 @@ def resolve_data_dir(data_dir: str) -> str:
 
 def how_to_prepare(name: str, data_dir: str) -> str:
   if name == "fashion_mnist":
-    return f"run `make data` (or `.venv/bin/python -m input_pipeline.fashion_mnist --data_dir={data_dir}`)"
-  manual = (" --manual_dir=DIR_WITH_ILSVRC2012_img_train.tar_AND_ILSVRC2012_img_val.tar"
-            if name == "imagenet2012" else "")
-  return (f"prepare it offline with TFDS into {data_dir} in ArrayRecord format "
-          f"(`tfds build {name} --data_dir={data_dir} --file_format=array_record{manual}`)")
+    return (
+      f"run `make data` (or `.venv/bin/python -m input_pipeline.fashion_mnist "
+      f"--data_dir={data_dir}`)"
+    )
+  manual = (
+    " --manual_dir=DIR_WITH_ILSVRC2012_img_train.tar_AND_ILSVRC2012_img_val.tar"
+    if name == "imagenet2012"
+    else ""
+  )
+  return (
+    f"prepare it offline with TFDS into {data_dir} in ArrayRecord format "
+    f"(`tfds build {name} --data_dir={data_dir} --file_format=array_record{manual}`)"
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +55,8 @@ class DatasetInfo:
   name: str
   num_classes: int
   image_shape: tuple[int | None, ...]  # [H, W, C]; None for sizes that vary
-  split_sizes: dict[str, int]          # empty where TFDS does not know them (mocked data)
-  classes: tuple[int, ...] = ()        # the dataset's class ids kept (dataset.classes); (): all
+  split_sizes: dict[str, int]  # empty where TFDS does not know them (mocked data)
+  classes: tuple[int, ...] = ()  # the dataset's class ids kept (dataset.classes); (): all
 
 
 def _tfds_is_mocked() -> bool:
@@ -63,14 +71,18 @@ def open_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
   Never downloads: TFDS retries for minutes when there is no network.
   """
   if name not in tfds.list_builders(with_community_datasets=False):
-    raise ValueError(f"unknown dataset {name!r}; use synthetic or a TFDS dataset name such as "
-                     "fashion_mnist, mnist, cifar10, imagenette, imagenet2012")
+    raise ValueError(
+      f"unknown dataset {name!r}; use synthetic or a TFDS dataset name such as "
+      "fashion_mnist, mnist, cifar10, imagenette, imagenet2012"
+    )
   if _tfds_is_mocked():
     return tfds.builder(name, data_dir=data_dir)
   prepared_here = any(pathlib.Path(data_dir, name).glob("**/dataset_info.json"))
   builder = tfds.builder(name, data_dir=data_dir) if prepared_here else None
   if builder is None or not builder.is_prepared():
-    raise ValueError(f"dataset {name!r} is not prepared in {data_dir}; {how_to_prepare(name, data_dir)}")
+    raise ValueError(
+      f"dataset {name!r} is not prepared in {data_dir}; {how_to_prepare(name, data_dir)}"
+    )
   return builder
 
 
@@ -81,17 +93,25 @@ def dataset_info(dataset_config: Any) -> DatasetInfo:
   name = dataset_config.name
   info = open_builder(name, resolve_data_dir(dataset_config.data_dir)).info
   if "image" not in info.features or "label" not in info.features:
-    raise ValueError(f"dataset {name!r} has features {list(info.features)}; "
-                     "convzoo needs an image-classification dataset with 'image' and 'label'")
-  return DatasetInfo(name, info.features["label"].num_classes, tuple(info.features["image"].shape),
-                     {split: info.splits[split].num_examples for split in info.splits})
+    raise ValueError(
+      f"dataset {name!r} has features {list(info.features)}; "
+      "convzoo needs an image-classification dataset with 'image' and 'label'"
+    )
+  return DatasetInfo(
+    name,
+    info.features["label"].num_classes,
+    tuple(info.features["image"].shape),
+    {split: info.splits[split].num_examples for split in info.splits},
+  )
 
 
 def check_split(info: DatasetInfo, split: str) -> None:
   base = split.split("[")[0]
   if info.split_sizes and base not in info.split_sizes:
-    raise ValueError(f"unknown split {split!r} of dataset {info.name!r}; "
-                     f"known: {', '.join(sorted(info.split_sizes))}")
+    raise ValueError(
+      f"unknown split {split!r} of dataset {info.name!r}; "
+      f"known: {', '.join(sorted(info.split_sizes))}"
+    )
 
 
 class TfdsSource:
@@ -125,13 +145,16 @@ SYNTHETIC = "synthetic"
 def synthetic_info(dataset_config: Any) -> DatasetInfo:
   """Its splits are the config's train and eval splits, whatever their names."""
   c = dataset_config.synthetic
-  return DatasetInfo(SYNTHETIC, c.num_classes, (c.image_size, c.image_size, c.channels),
-                     {dataset_config.train_split: c.train_examples,
-                      dataset_config.eval_split: c.eval_examples})
+  return DatasetInfo(
+    SYNTHETIC,
+    c.num_classes,
+    (c.image_size, c.image_size, c.channels),
+    {dataset_config.train_split: c.train_examples, dataset_config.eval_split: c.eval_examples},
+  )
 
 
 class SyntheticSource:
-  """Image i of a split is a function of (seed, split, i): noise around a colour set by its class."""
+  """Image i of a split is a function of (seed, split, i): noise around its class's colour."""
 
   def __init__(self, synthetic: Any, train: bool):
     self._config, self._split = synthetic, 0 if train else 1

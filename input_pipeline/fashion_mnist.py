@@ -14,7 +14,7 @@ import gzip
 import io
 import os
 import pathlib
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -25,11 +25,13 @@ from tensorflow_datasets.image_classification import mnist
 NAME = "fashion_mnist"
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {
-    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+  "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+  "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-HOW_TO_GET = ("install Debian's package (`apt-get update && apt-get install dataset-fashion-mnist`) "
-              "or pass --source_dir / set FASHION_MNIST_DIR to a folder holding the four IDX .gz files")
+HOW_TO_GET = (
+  "install Debian's package (`apt-get update && apt-get install dataset-fashion-mnist`) "
+  "or pass --source_dir / set FASHION_MNIST_DIR to a folder holding the four IDX .gz files"
+)
 
 
 def read_idx(path: pathlib.Path) -> np.ndarray:
@@ -39,7 +41,7 @@ def read_idx(path: pathlib.Path) -> np.ndarray:
   if raw[:3] != b"\x00\x00\x08":
     raise ValueError(f"{path} is not an IDX file of unsigned bytes")
   ndim = raw[3]
-  dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+  dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
   return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
@@ -62,6 +64,7 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 class LocalFashionMNIST(mnist.FashionMNIST, skip_registration=True):
   """TFDS's FashionMNIST (same name, version, features) built from local IDX files."""
+
   name = NAME
 
   def __init__(self, *, source_dir: pathlib.Path, **kwargs):
@@ -70,15 +73,18 @@ class LocalFashionMNIST(mnist.FashionMNIST, skip_registration=True):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing is downloaded
-    return {split: self._generate_examples(*(self._source_dir / f for f in files))
-            for split, files in FILES.items()}
+    return {
+      split: self._generate_examples(*(self._source_dir / f for f in files))
+      for split, files in FILES.items()
+    }
 
   def _generate_examples(self, images_path, labels_path) -> Iterator:
     images, labels = read_idx(images_path), read_idx(labels_path)
     if len(images) != len(labels):
-      raise ValueError(f"{images_path} has {len(images)} images but {labels_path} "
-                       f"{len(labels)} labels")
-    for index, (image, label) in enumerate(zip(images, labels)):
+      raise ValueError(
+        f"{images_path} has {len(images)} images but {labels_path} {len(labels)} labels"
+      )
+    for index, (image, label) in enumerate(zip(images, labels, strict=True)):
       yield index, {"image": png_bytes(image), "label": int(label)}
 
 
@@ -87,16 +93,17 @@ def prepare(data_dir: str, source_dir: str | None = None) -> pathlib.Path:
   builder = tfds.builder(NAME, data_dir=data_dir)
   if builder.is_prepared():
     return pathlib.Path(builder.data_dir)
-  local = LocalFashionMNIST(source_dir=find_source_dir(source_dir), data_dir=data_dir,
-                            file_format="array_record")
-  local.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+  local = LocalFashionMNIST(
+    source_dir=find_source_dir(source_dir), data_dir=data_dir, file_format="array_record"
+  )
+  local.download_and_prepare(download_config=tfds.download.DownloadConfig(try_download_gcs=False))
   return pathlib.Path(local.data_dir)
 
 
 def main(argv):
   del argv
   from input_pipeline.datasets import default_data_dir
+
   folder = prepare(flags.FLAGS.data_dir or default_data_dir(), flags.FLAGS.source_dir)
   print(f"{NAME} is prepared in {folder}")
 

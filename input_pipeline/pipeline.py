@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -19,8 +19,14 @@ import numpy as np
 class SplitReader:
   """uint8 [N, *shape] images and int32 labels of one split, after host preprocessing."""
 
-  def __init__(self, source: Sequence, preprocess: Callable[[np.ndarray], np.ndarray],
-               shape: tuple[int, ...], num_workers: int, cache_bytes: int):
+  def __init__(
+    self,
+    source: Sequence,
+    preprocess: Callable[[np.ndarray], np.ndarray],
+    shape: tuple[int, ...],
+    num_workers: int,
+    cache_bytes: int,
+  ):
     self._source, self._preprocess, self.shape = source, preprocess, tuple(shape)
     self._pool = concurrent.futures.ThreadPoolExecutor(max(1, num_workers))
     self._prefetcher = concurrent.futures.ThreadPoolExecutor(1)  # a batch ahead, off the pool
@@ -48,8 +54,9 @@ class SplitReader:
   def _read_from_source(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     images = np.empty((len(indices), *self.shape), np.uint8)
     labels = np.empty((len(indices),), np.int32)
-    for position, (image, label) in enumerate(self._pool.map(self._read_one, indices,
-                                                             chunksize=64)):
+    for position, (image, label) in enumerate(
+      self._pool.map(self._read_one, indices, chunksize=64)
+    ):
       images[position], labels[position] = image, label
     return images, labels
 
@@ -60,14 +67,15 @@ class SplitReader:
     labels = np.empty((len(self),), np.int32)
     for start in range(0, len(self), chunk):
       indices = np.arange(start, min(start + chunk, len(self)))
-      for index, (image, label) in zip(indices, self._source.get_many(indices)):
+      for index, (image, label) in zip(indices, self._source.get_many(indices), strict=True):
         images[index], labels[index] = self._checked(self._preprocess(image), index), label
     return images, labels
 
   def _checked(self, image: np.ndarray, index: int) -> np.ndarray:
     if image.shape != self.shape:
-      raise ValueError(f"example {index} has shape {image.shape} after preprocessing, "
-                       f"not {self.shape}")
+      raise ValueError(
+        f"example {index} has shape {image.shape} after preprocessing, not {self.shape}"
+      )
     return image
 
   def read(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -95,16 +103,22 @@ def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
   return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def train_batches(reader: SplitReader, batch_size: int, seed: int, start_step: int = 0,
-                  part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
+def train_batches(
+  reader: SplitReader,
+  batch_size: int,
+  seed: int,
+  start_step: int = 0,
+  part: tuple[int, int] = (0, 1),
+) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled global batches from step `start_step` on; each epoch drops its partial
   batch. With `part=(i, n)`, this process reads the i-th of n equal slices of every batch."""
   index, count = part
   share = batch_size // count
   steps_per_epoch = len(reader) // batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f"batch_size {batch_size} is larger than the training split "
-                     f"({len(reader)} examples)")
+    raise ValueError(
+      f"batch_size {batch_size} is larger than the training split ({len(reader)} examples)"
+    )
 
   orders: dict[int, np.ndarray] = {}
 
@@ -114,7 +128,7 @@ def train_batches(reader: SplitReader, batch_size: int, seed: int, start_step: i
       orders.clear()
       orders[epoch] = epoch_permutation(seed, epoch, len(reader))
     first = step_in_epoch * batch_size + index * share
-    return orders[epoch][first:first + share]
+    return orders[epoch][first : first + share]
 
   step, pending = start_step, reader.prefetch(indices(start_step))
   while True:
@@ -124,8 +138,9 @@ def train_batches(reader: SplitReader, batch_size: int, seed: int, start_step: i
     yield {"image": images, "label": labels}
 
 
-def eval_batches(reader: SplitReader, batch_size: int,
-                 part: tuple[int, int] = (0, 1)) -> Iterator[dict[str, np.ndarray]]:
+def eval_batches(
+  reader: SplitReader, batch_size: int, part: tuple[int, int] = (0, 1)
+) -> Iterator[dict[str, np.ndarray]]:
   """The split in order, in batches of exactly `batch_size`; the last is zero-padded.
 
   `mask` is 1 for real examples and 0 for padding, so every example counts exactly once.
@@ -134,8 +149,9 @@ def eval_batches(reader: SplitReader, batch_size: int,
   index, count = part
   share = batch_size // count
   starts = range(0, len(reader), batch_size)
-  span = lambda start: np.arange(min(start + index * share, len(reader)),
-                                 min(start + (index + 1) * share, len(reader)))
+  span = lambda start: np.arange(
+    min(start + index * share, len(reader)), min(start + (index + 1) * share, len(reader))
+  )
   pending = reader.prefetch(span(0))
   for start in starts:
     images, labels = pending.result()
@@ -143,7 +159,7 @@ def eval_batches(reader: SplitReader, batch_size: int,
       pending = reader.prefetch(span(start + batch_size))
     padding = share - len(images)
     yield {
-        "image": np.pad(images, [(0, padding)] + [(0, 0)] * (images.ndim - 1)),
-        "label": np.pad(labels, (0, padding)),
-        "mask": np.pad(np.ones(len(images), np.float32), (0, padding)),
+      "image": np.pad(images, [(0, padding)] + [(0, 0)] * (images.ndim - 1)),
+      "label": np.pad(labels, (0, padding)),
+      "mask": np.pad(np.ones(len(images), np.float32), (0, padding)),
     }

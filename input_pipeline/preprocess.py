@@ -7,7 +7,8 @@ Images stay uint8 so that what is stored, cached and sent to the device can be i
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -16,7 +17,8 @@ RESIZE_MODES = ("shorter_side", "warp")
 
 
 def resize(image: np.ndarray, size: int, mode: str = "shorter_side") -> np.ndarray:
-  """uint8 [H, W, C] → shorter side `size` keeping the aspect ("shorter_side"), or `size`×`size` ("warp")."""
+  """uint8 [H, W, C] → shorter side `size` keeping the aspect ("shorter_side"), or
+  `size`×`size` ("warp")."""
   height, width = image.shape[:2]
   if mode == "shorter_side":
     scale = size / min(height, width)
@@ -38,7 +40,7 @@ def center_crop_image(image: np.ndarray, size: int) -> np.ndarray:
   if size > min(height, width):
     raise ValueError(f"center crop {size} is larger than the image ({height}×{width})")
   top, left = (height - size) // 2, (width - size) // 2
-  return image[top:top + size, left:left + size]
+  return image[top : top + size, left : left + size]
 
 
 def pad(image: np.ndarray, amount: int) -> np.ndarray:
@@ -50,35 +52,47 @@ def stored_shape(dataset_config: Any, image_shape: tuple) -> tuple[int, int, int
   height, width, channels = image_shape
   if dataset_config.resize:
     if dataset_config.resize_mode not in RESIZE_MODES:
-      raise ValueError(f"unknown dataset.resize_mode {dataset_config.resize_mode!r}; "
-                       f"known: {', '.join(RESIZE_MODES)}")
+      raise ValueError(
+        f"unknown dataset.resize_mode {dataset_config.resize_mode!r}; "
+        f"known: {', '.join(RESIZE_MODES)}"
+      )
     if dataset_config.center_crop > dataset_config.resize:
-      raise ValueError(f"dataset.center_crop {dataset_config.center_crop} is larger than the "
-                       f"resized image (shorter side dataset.resize={dataset_config.resize})")
+      raise ValueError(
+        f"dataset.center_crop {dataset_config.center_crop} is larger than the "
+        f"resized image (shorter side dataset.resize={dataset_config.resize})"
+      )
     if dataset_config.center_crop:
       height = width = dataset_config.center_crop
     elif dataset_config.resize_mode == "warp":
       height = width = dataset_config.resize
     else:
-      raise ValueError("dataset.resize with resize_mode=shorter_side needs dataset.center_crop "
-                       "to give every image one shape")
+      raise ValueError(
+        "dataset.resize with resize_mode=shorter_side needs dataset.center_crop "
+        "to give every image one shape"
+      )
   elif height is None or width is None:
-    raise ValueError(f"dataset {dataset_config.name!r} has images of varying size; set "
-                     "dataset.resize and dataset.center_crop (e.g. 256 and 256)")
+    raise ValueError(
+      f"dataset {dataset_config.name!r} has images of varying size; set "
+      "dataset.resize and dataset.center_crop (e.g. 256 and 256)"
+    )
   elif dataset_config.center_crop:
     if dataset_config.center_crop > min(height, width):
-      raise ValueError(f"dataset.center_crop {dataset_config.center_crop} is larger than the "
-                       f"images ({height}×{width})")
+      raise ValueError(
+        f"dataset.center_crop {dataset_config.center_crop} is larger than the "
+        f"images ({height}×{width})"
+      )
     height = width = dataset_config.center_crop
   return height + 2 * dataset_config.pad, width + 2 * dataset_config.pad, channels
 
 
 def make_host_preprocess(dataset_config: Any) -> Callable[[np.ndarray], np.ndarray]:
   """image uint8 [H, W, C] → uint8 [stored shape]: resize, centre crop, pad, as configured."""
+
   def preprocess(image: np.ndarray) -> np.ndarray:
     if dataset_config.resize:
       image = resize(image, dataset_config.resize, dataset_config.resize_mode)
     if dataset_config.center_crop:
       image = center_crop_image(image, dataset_config.center_crop)
     return pad(image, dataset_config.pad)
+
   return preprocess

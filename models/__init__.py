@@ -29,8 +29,17 @@ from models.layers import (
 )
 from models.registry import NORMS, REGISTRY, ModelEntry, entry, register
 
-__all__ = ["ConvNet", "ModelEntry", "REGISTRY", "create_model", "entry", "family_fields",
-           "register", "set_model", "trace"]
+__all__ = [
+  "ConvNet",
+  "ModelEntry",
+  "REGISTRY",
+  "create_model",
+  "entry",
+  "family_fields",
+  "register",
+  "set_model",
+  "trace",
+]
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
@@ -57,9 +66,8 @@ def family_fields(model_config: Any, model: ModelEntry) -> dict[str, Any]:
 
 
 def parse_widths(text: str) -> dict[str, int]:
-  """"fc6=2048,fc7=2048" → {"fc6": 2048, "fc7": 2048}."""
-  return dict(config_values.parse_pairs(text, "model.widths", int,
-                                        "NAME=INTEGER, e.g. fc6=2048"))
+  """ "fc6=2048,fc7=2048" → {"fc6": 2048, "fc7": 2048}."""
+  return dict(config_values.parse_pairs(text, "model.widths", int, "NAME=INTEGER, e.g. fc6=2048"))
 
 
 def create_model(model_config: Any, num_classes: int) -> ConvNet:
@@ -93,8 +101,9 @@ def set_model(config: ml_collections.ConfigDict, name: str) -> ml_collections.Co
   return config
 
 
-def trace(model: ConvNet, input_shape: tuple[int, ...], num_classes: int,
-          batch: int = 1) -> tuple[Any, dict[str, jax.ShapeDtypeStruct]]:
+def trace(
+  model: ConvNet, input_shape: tuple[int, ...], num_classes: int, batch: int = 1
+) -> tuple[Any, dict[str, jax.ShapeDtypeStruct]]:
   """Shapes of the variables and of every layer's output, traced without compiling.
 
   Raises a ValueError for an input the network cannot take, or a table that does not end in
@@ -103,15 +112,21 @@ def trace(model: ConvNet, input_shape: tuple[int, ...], num_classes: int,
   described = "×".join(map(str, input_shape))
   try:
     (logits, intermediates), variables = jax.eval_shape(
-        lambda: model.init_with_output(jax.random.key(0), jnp.zeros((batch, *input_shape))))
+      lambda: model.init_with_output(jax.random.key(0), jnp.zeros((batch, *input_shape)))
+    )
   except (TypeError, ValueError, ZeroDivisionError) as error:
-    raise ValueError(f"the network cannot take input {described}: "
-                     f"{str(error).splitlines()[0]}") from error
+    raise ValueError(
+      f"the network cannot take input {described}: {str(error).splitlines()[0]}"
+    ) from error
   empty = [name for name, value in intermediates.items() if 0 in value.shape]
   if empty:
-    raise ValueError(f"input {described} is too small for this network: layer {empty[0]!r} "
-                     "would have an empty output")
+    raise ValueError(
+      f"input {described} is too small for this network: layer {empty[0]!r} "
+      "would have an empty output"
+    )
   if logits.shape != (batch, num_classes):
-    raise ValueError(f"the network ends in shape {logits.shape[1:]}, not {num_classes} class "
-                     f"scores; check model.remove (layers: {', '.join(layer_names(model.layers))})")
+    raise ValueError(
+      f"the network ends in shape {logits.shape[1:]}, not {num_classes} class "
+      f"scores; check model.remove (layers: {', '.join(layer_names(model.layers))})"
+    )
   return variables, intermediates

@@ -7,17 +7,17 @@ from models.registry import register
 
 # name: #1×1, #3×3 reduce, #3×3, #5×5 reduce, #5×5, pool proj. None marks a 3×3/2 max pool.
 INCEPTION_TABLE = (
-    ("inception_3a", (64, 96, 128, 16, 32, 32)),      # 28×28×256
-    ("inception_3b", (128, 128, 192, 32, 96, 64)),    # 28×28×480
-    ("pool3", None),                                  # 14×14×480
-    ("inception_4a", (192, 96, 208, 16, 48, 64)),     # 14×14×512
-    ("inception_4b", (160, 112, 224, 24, 64, 64)),    # 14×14×512
-    ("inception_4c", (128, 128, 256, 24, 64, 64)),    # 14×14×512
-    ("inception_4d", (112, 144, 288, 32, 64, 64)),    # 14×14×528
-    ("inception_4e", (256, 160, 320, 32, 128, 128)),  # 14×14×832
-    ("pool4", None),                                  # 7×7×832
-    ("inception_5a", (256, 160, 320, 32, 128, 128)),  # 7×7×832
-    ("inception_5b", (384, 192, 384, 48, 128, 128)),  # 7×7×1024
+  ("inception_3a", (64, 96, 128, 16, 32, 32)),  # 28×28×256
+  ("inception_3b", (128, 128, 192, 32, 96, 64)),  # 28×28×480
+  ("pool3", None),  # 14×14×480
+  ("inception_4a", (192, 96, 208, 16, 48, 64)),  # 14×14×512
+  ("inception_4b", (160, 112, 224, 24, 64, 64)),  # 14×14×512
+  ("inception_4c", (128, 128, 256, 24, 64, 64)),  # 14×14×512
+  ("inception_4d", (112, 144, 288, 32, 64, 64)),  # 14×14×528
+  ("inception_4e", (256, 160, 320, 32, 128, 128)),  # 14×14×832
+  ("pool4", None),  # 7×7×832
+  ("inception_5a", (256, 160, 320, 32, 128, 128)),  # 7×7×832
+  ("inception_5b", (384, 192, 384, 48, 128, 128)),  # 7×7×1024
 )
 # Auxiliary classifiers sit on the outputs of these modules (§5).
 AUX_AFTER = {"inception_4a": "aux1", "inception_4d": "aux2"}
@@ -27,13 +27,13 @@ AUX_AFTER = {"inception_4a": "aux1", "inception_4d": "aux2"}
 def googlenet(num_classes: int, aux_classifiers: bool = True) -> tuple:
   """224×224×3 → 112×112×64 → 56 → 28×28×192 → inceptions → 7×7×1024 → classes."""
   layers = [
-      Conv("conv1", 64, 7, 2, 3),           # 112×112×64
-      Pool("pool1", 3, 2, padding="SAME"),  # 56×56×64
-      LRN("norm1"),
-      Conv("conv2_reduce", 64, 1),
-      Conv("conv2", 192, 3, 1, 1),          # 56×56×192
-      LRN("norm2"),
-      Pool("pool2", 3, 2, padding="SAME"),  # 28×28×192
+    Conv("conv1", 64, 7, 2, 3),  # 112×112×64
+    Pool("pool1", 3, 2, padding="SAME"),  # 56×56×64
+    LRN("norm1"),
+    Conv("conv2_reduce", 64, 1),
+    Conv("conv2", 192, 3, 1, 1),  # 56×56×192
+    LRN("norm2"),
+    Pool("pool2", 3, 2, padding="SAME"),  # 28×28×192
   ]
   for name, row in INCEPTION_TABLE:
     if row is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,47 +31,72 @@ def swish(x: Array) -> Array:
 
 
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "relu": nn.relu,
-    "tanh": jnp.tanh,
-    "sigmoid": jax.nn.sigmoid,
-    "leaky_relu": lambda x: nn.leaky_relu(x, negative_slope=0.01),
-    "swish": swish,
+  "relu": nn.relu,
+  "tanh": jnp.tanh,
+  "sigmoid": jax.nn.sigmoid,
+  "leaky_relu": lambda x: nn.leaky_relu(x, negative_slope=0.01),
+  "swish": swish,
 }
 
 INITIALIZERS: dict[str, Callable] = {
-    # He et al. 2015 ("Xavier/2"): the default for ReLU networks.
-    "he": nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
-    "glorot": nn.initializers.glorot_uniform(),
-    # Krizhevsky et al. 2012 §5: zero-mean Gaussian, standard deviation 0.01.
-    "gaussian": nn.initializers.normal(stddev=0.01),
-    # PyTorch's default for conv and linear layers (uniform, bound 1/sqrt(fan_in)).
-    "lecun_uniform": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+  # He et al. 2015 ("Xavier/2"): the default for ReLU networks.
+  "he": nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
+  "glorot": nn.initializers.glorot_uniform(),
+  # Krizhevsky et al. 2012 §5: zero-mean Gaussian, standard deviation 0.01.
+  "gaussian": nn.initializers.normal(stddev=0.01),
+  # PyTorch's default for conv and linear layers (uniform, bound 1/sqrt(fan_in)).
+  "lecun_uniform": nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
 }
 
 
 @dataclasses.dataclass(frozen=True)
 class Context:
   """Network-wide choices every layer reads."""
+
   activation: Callable[[Array], Array]
   kernel_init: Callable
   batch_norm: bool
   dtype: jnp.dtype
   train: bool
-  axis_name: str | None = None  # the devices' batch axis: statistics and masks span the global batch
+  axis_name: str | None = (
+    None  # the devices' batch axis: statistics and masks span the global batch
+  )
 
-  def conv(self, x: Array, features: int, kernel: int, stride: int = 1, padding: int | str = 0,
-           groups: int = 1, activation: bool = True, use_bias: bool = True,
-           name: str = "conv") -> Array:
+  def conv(
+    self,
+    x: Array,
+    features: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | str = 0,
+    groups: int = 1,
+    activation: bool = True,
+    use_bias: bool = True,
+    name: str = "conv",
+  ) -> Array:
     """Convolution → batch norm (if the network uses it) → activation."""
     pad = padding if isinstance(padding, str) else [(padding, padding)] * 2
-    x = nn.Conv(features, (kernel, kernel), (stride, stride), padding=pad,
-                feature_group_count=groups, use_bias=use_bias and not self.batch_norm,
-                kernel_init=self.kernel_init, dtype=self.dtype, name=name)(x)
+    x = nn.Conv(
+      features,
+      (kernel, kernel),
+      (stride, stride),
+      padding=pad,
+      feature_group_count=groups,
+      use_bias=use_bias and not self.batch_norm,
+      kernel_init=self.kernel_init,
+      dtype=self.dtype,
+      name=name,
+    )(x)
     if self.batch_norm:
-      x = nn.BatchNorm(use_running_average=not self.train, momentum=0.9, epsilon=1e-5,
-                       dtype=self.dtype, axis_name=self.axis_name if self.train else None,
-                       use_fast_variance=False,
-                       name=name + BATCH_NORM_SUFFIX)(x)
+      x = nn.BatchNorm(
+        use_running_average=not self.train,
+        momentum=0.9,
+        epsilon=1e-5,
+        dtype=self.dtype,
+        axis_name=self.axis_name if self.train else None,
+        use_fast_variance=False,
+        name=name + BATCH_NORM_SUFFIX,
+      )(x)
     return self.activation(x) if activation else x
 
   def dense(self, x: Array, features: int, activation: bool = True, name: str = "dense") -> Array:
@@ -87,14 +112,16 @@ def pool(x: Array, kind: str, window: int, stride: int, padding: int | str = 0) 
   return nn.avg_pool(x, (window, window), (stride, stride), pad, count_include_pad=False)
 
 
-def local_response_norm(x: Array, k: float = 2.0, n: int = 5, alpha: float = 1e-4,
-                        beta: float = 0.75) -> Array:
+def local_response_norm(
+  x: Array, k: float = 2.0, n: int = 5, alpha: float = 1e-4, beta: float = 0.75
+) -> Array:
   """b_i = a_i / (k + α Σ_{j=i−n/2}^{i+n/2} a_j²)^β over channels (Krizhevsky et al. 2012 §3.3)."""
   half = n // 2  # the sum runs from i − n/2 to i + n/2, clipped at the first and last channel
   squared = jnp.square(x.astype(jnp.float32))
   padded = jnp.pad(squared, [(0, 0)] * (x.ndim - 1) + [(half, half)])
-  window_sum = jax.lax.reduce_window(padded, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (2 * half + 1,),
-                                     (1,) * x.ndim, "VALID")
+  window_sum = jax.lax.reduce_window(
+    padded, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (2 * half + 1,), (1,) * x.ndim, "VALID"
+  )
   return (x / (k + alpha * window_sum) ** beta).astype(x.dtype)
 
 
@@ -104,8 +131,10 @@ def local_response_norm(x: Array, k: float = 2.0, n: int = 5, alpha: float = 1e-
 # summary.py needs beyond its kernels: the multiply-adds of its pooling, and whether its output
 # branches off the main path (an auxiliary classifier) instead of feeding the next entry.
 
+
 class Entry:
   """What every table entry has besides its fields."""
+
   branches_off = False  # True: recorded under its name, but the next entry sees its input
 
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
@@ -126,6 +155,7 @@ class Block(Entry):
 
 class Scoped(nn.Module):
   """The Flax scope of one `Block` entry."""
+
   block: Block
   ctx: Context
 
@@ -147,13 +177,23 @@ class Conv(Entry):
   group: str | None = None
 
   def __call__(self, x: Array, ctx: Context) -> Array:
-    return ctx.conv(x, self.features, self.kernel, self.stride, self.padding, self.groups,
-                    self.activation, self.use_bias, name=self.name)
+    return ctx.conv(
+      x,
+      self.features,
+      self.kernel,
+      self.stride,
+      self.padding,
+      self.groups,
+      self.activation,
+      self.use_bias,
+      name=self.name,
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Pool(Entry):
   """Max or average pooling; `activation=True` applies the activation after it (LeNet-5 1998)."""
+
   name: str
   window: int
   stride: int
@@ -167,12 +207,13 @@ class Pool(Entry):
     return ctx.activation(x) if self.activation else x
 
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    return math.prod(out_shape) * self.window ** 2  # C_out·H'·W'·K·K
+    return math.prod(out_shape) * self.window**2  # C_out·H'·W'·K·K
 
 
 @dataclasses.dataclass(frozen=True)
 class LRN(Entry):
   """Local response normalisation across channels, paper constants by default."""
+
   name: str
   k: float = 2.0
   n: int = 5
@@ -187,6 +228,7 @@ class LRN(Entry):
 @dataclasses.dataclass(frozen=True)
 class Dense(Entry):
   """A fully connected layer on the flattened input; `activation=False` for class scores."""
+
   name: str
   features: int
   activation: bool = True
@@ -203,6 +245,7 @@ class Dropout(Block):
   The mask is drawn for the whole global batch and sliced per device, so training draws the
   same masks on one device or many (the mask is small: FC layers).
   """
+
   name: str
   rate: float
   group: str | None = None
@@ -236,28 +279,31 @@ class GlobalAvgPool(Entry):
 @dataclasses.dataclass(frozen=True)
 class Inception(Block):
   """Four parallel branches concatenated on channels (Szegedy et al. 2014, Table 1)."""
+
   name: str
-  c1: int          # #1×1
-  c3_reduce: int   # #3×3 reduce
-  c3: int          # #3×3
-  c5_reduce: int   # #5×5 reduce
-  c5: int          # #5×5
-  pool_proj: int   # pool proj
+  c1: int  # #1×1
+  c3_reduce: int  # #3×3 reduce
+  c3: int  # #3×3
+  c5_reduce: int  # #5×5 reduce
+  c5: int  # #5×5
+  pool_proj: int  # pool proj
   group: str | None = None
-  POOL = 3         # the pool-projection branch's 3×3/1 max pool, padded to keep the size
+  POOL = 3  # the pool-projection branch's 3×3/1 max pool, padded to keep the size
 
   def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
     branch1 = ctx.conv(x, self.c1, 1, name="1x1")
-    branch3 = ctx.conv(ctx.conv(x, self.c3_reduce, 1, name="3x3_reduce"), self.c3, 3, padding=1,
-                       name="3x3")
-    branch5 = ctx.conv(ctx.conv(x, self.c5_reduce, 1, name="5x5_reduce"), self.c5, 5, padding=2,
-                       name="5x5")
+    branch3 = ctx.conv(
+      ctx.conv(x, self.c3_reduce, 1, name="3x3_reduce"), self.c3, 3, padding=1, name="3x3"
+    )
+    branch5 = ctx.conv(
+      ctx.conv(x, self.c5_reduce, 1, name="5x5_reduce"), self.c5, 5, padding=2, name="5x5"
+    )
     pooled = pool(x, "max", self.POOL, 1, self.POOL // 2)
     branch_pool = ctx.conv(pooled, self.pool_proj, 1, name="pool_proj")
     return jnp.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
 
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
-    return math.prod(in_shape) * self.POOL ** 2
+    return math.prod(in_shape) * self.POOL**2
 
 
 BOTTLENECK_EXPANSION = 4
@@ -265,11 +311,13 @@ BOTTLENECK_EXPANSION = 4
 
 @dataclasses.dataclass(frozen=True)
 class Residual(Block):
-  """A residual block (He et al. 2015): `block` "basic" (two 3×3) or "bottleneck" (1×1, 3×3, 1×1 ×4).
+  """A residual block (He et al. 2015): `block` "basic" (two 3×3) or "bottleneck"
+  (1×1, 3×3, 1×1 ×4).
 
   `residual=False` drops the shortcut (the paper's plain nets). Where the shape changes, the
   shortcut is a zero-padded identity (option "A") or a 1×1 projection ("B"); "C" projects always.
   """
+
   name: str
   block: str
   features: int
@@ -300,9 +348,11 @@ class Residual(Block):
     if not changes_shape:
       return x
     if x.shape[-1] > out_features:
-      raise ValueError(f"block {self.name!r}: a zero-padded identity shortcut (option A) cannot "
-                       f"go from {x.shape[-1]} to {out_features} channels")
-    x = x[:, ::self.stride, ::self.stride, :]
+      raise ValueError(
+        f"block {self.name!r}: a zero-padded identity shortcut (option A) cannot "
+        f"go from {x.shape[-1]} to {out_features} channels"
+      )
+    x = x[:, :: self.stride, :: self.stride, :]
     return jnp.pad(x, [(0, 0)] * 3 + [(0, out_features - x.shape[-1])])
 
 
@@ -313,6 +363,7 @@ class AuxHead(Block):
   Its class scores are recorded under its name and weighted into the training loss; the main
   path passes through unchanged.
   """
+
   name: str
   num_classes: int
   loss_weight: float = 0.3
@@ -329,12 +380,13 @@ class AuxHead(Block):
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     height, width, channels = in_shape
     pooled = [(size - self.POOL) // self.POOL_STRIDE + 1 for size in (height, width)]
-    return math.prod(pooled) * channels * self.POOL ** 2
+    return math.prod(pooled) * channels * self.POOL**2
 
 
 @dataclasses.dataclass(frozen=True)
 class PositionBias(Block):
   """A separate learned bias for every board position, then flattening (AlphaGo policy net)."""
+
   name: str
   group: str | None = None
 
@@ -343,14 +395,27 @@ class PositionBias(Block):
     return (x + bias).reshape((x.shape[0], -1))
 
 
-Layer = Conv | Pool | LRN | Dense | Dropout | GlobalAvgPool | Inception | Residual | AuxHead | PositionBias
+Layer = (
+  Conv
+  | Pool
+  | LRN
+  | Dense
+  | Dropout
+  | GlobalAvgPool
+  | Inception
+  | Residual
+  | AuxHead
+  | PositionBias
+)
 
 
 # ---------------------------------------------------------------------------------------------
 # The network and the table edits that make ablations.
 
+
 class ConvNet(nn.Module):
   """Applies a layer table in order; returns (logits, {layer name: output})."""
+
   layers: Sequence[Layer]
   activation: str = "relu"
   kernel_init: str = "he"
@@ -360,9 +425,14 @@ class ConvNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
-    ctx = Context(config_values.choose("model.activation", self.activation, ACTIVATIONS),
-                  config_values.choose("model.kernel_init", self.kernel_init, INITIALIZERS),
-                  self.batch_norm, self.dtype, train, self.axis_name)
+    ctx = Context(
+      config_values.choose("model.activation", self.activation, ACTIVATIONS),
+      config_values.choose("model.kernel_init", self.kernel_init, INITIALIZERS),
+      self.batch_norm,
+      self.dtype,
+      train,
+      self.axis_name,
+    )
     x = x.astype(self.dtype)
     intermediates = {}
     for layer in self.layers:
@@ -401,8 +471,10 @@ def remove_layers(layers: Sequence[Layer], remove: Sequence[str]) -> tuple[Layer
   kept = tuple(l for l in layers if l.name not in remove and l.group not in remove)
   head = layers[-1]
   if not kept or kept[-1] != head:
-    raise ValueError(f"cannot remove {head.name!r}: it produces the class scores; "
-                     f"valid names: {', '.join(n for n in known if n != head.name)}")
+    raise ValueError(
+      f"cannot remove {head.name!r}: it produces the class scores; "
+      f"valid names: {', '.join(n for n in known if n != head.name)}"
+    )
   return kept
 
 
@@ -411,9 +483,12 @@ def set_widths(layers: Sequence[Layer], widths: dict[str, int]) -> tuple[Layer, 
   resizable = {l.name for l in layers[:-1] if isinstance(l, (Conv, Dense, Residual))}
   for name, width in widths.items():
     if name not in resizable:
-      raise ValueError(f"cannot set the width of {name!r}; layers with a width: "
-                       f"{', '.join(l.name for l in layers if l.name in resizable)}")
+      raise ValueError(
+        f"cannot set the width of {name!r}; layers with a width: "
+        f"{', '.join(l.name for l in layers if l.name in resizable)}"
+      )
     if width <= 0:
       raise ValueError(f"width of {name!r} must be positive, got {width}")
-  return tuple(dataclasses.replace(l, features=widths[l.name]) if l.name in widths else l
-               for l in layers)
+  return tuple(
+    dataclasses.replace(l, features=widths[l.name]) if l.name in widths else l for l in layers
+  )

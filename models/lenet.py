@@ -8,9 +8,9 @@ from models.registry import register
 
 # form → (activation, pooling kind, activation after pooling)
 FORMS = {
-    # LeCun et al. 1998 §II.B: squashing units and average ("trainable") subsampling.
-    "classic": ("tanh", "avg", True),
-    "modern": ("relu", "max", False),
+  # LeCun et al. 1998 §II.B: squashing units and average ("trainable") subsampling.
+  "classic": ("tanh", "avg", True),
+  "modern": ("relu", "max", False),
 }
 
 
@@ -23,11 +23,11 @@ def lenet5(num_classes: int, form: str = "modern") -> tuple:
   """The layer table, named as in the paper: C1, S2, C3, S4, C5, F6, output."""
   _, pool_kind, act_after_pool = config_values.choose("LeNet-5 form", form, FORMS)
   return (
-      Conv("c1", 6, 5),                                   # 28×28×6
-      Pool("s2", 2, 2, pool_kind, activation=act_after_pool),  # 14×14×6
-      Conv("c3", 16, 5),                                  # 10×10×16
-      Pool("s4", 2, 2, pool_kind, activation=act_after_pool),  # 5×5×16
-      Conv("c5", 120, 5),                                 # 1×1×120
-      Dense("f6", 84),                                    # 84
-      Dense("output", num_classes, activation=False),
+    Conv("c1", 6, 5),  # 28×28×6
+    Pool("s2", 2, 2, pool_kind, activation=act_after_pool),  # 14×14×6
+    Conv("c3", 16, 5),  # 10×10×16
+    Pool("s4", 2, 2, pool_kind, activation=act_after_pool),  # 5×5×16
+    Conv("c5", 120, 5),  # 1×1×120
+    Dense("f6", 84),  # 84
+    Dense("output", num_classes, activation=False),
   )

@@ -12,7 +12,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import config_values
 
@@ -22,13 +23,13 @@ NORMS = ("default", "lrn", "batch", "none")
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
   name: str
-  build: Callable[..., tuple]          # (num_classes, **family fields) → layer table
-  input_size: int                      # native square input, pixels
-  channels: int                        # native input channels
-  num_classes: int                     # for summaries without a dataset
-  norm: str                            # what model.norm=default means: lrn, batch or none
-  defaults: Mapping[str, Any]          # family fields → their defaults, from the signature
-  activation: Callable[..., str]       # (**family fields) → the network's own activation
+  build: Callable[..., tuple]  # (num_classes, **family fields) → layer table
+  input_size: int  # native square input, pixels
+  channels: int  # native input channels
+  num_classes: int  # for summaries without a dataset
+  norm: str  # what model.norm=default means: lrn, batch or none
+  defaults: Mapping[str, Any]  # family fields → their defaults, from the signature
+  activation: Callable[..., str]  # (**family fields) → the network's own activation
 
   @property
   def fields(self) -> tuple[str, ...]:
@@ -42,9 +43,15 @@ class ModelEntry:
 REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register(names: str | Mapping[str, Mapping[str, Any]], *, input_size: int, channels: int = 3,
-             num_classes: int = 1000, norm: str = "none",
-             activation: Callable[..., str] = lambda **_: "relu") -> Callable:
+def register(
+  names: str | Mapping[str, Mapping[str, Any]],
+  *,
+  input_size: int,
+  channels: int = 3,
+  num_classes: int = 1000,
+  norm: str = "none",
+  activation: Callable[..., str] = lambda **_: "relu",
+) -> Callable:
   """Registers the decorated table builder under `names`.
 
   `names` is one name, or {name: arguments it binds} for a builder that makes several
@@ -62,8 +69,16 @@ def register(names: str | Mapping[str, Mapping[str, Any]], *, input_size: int, c
       missing = [field for field, default in defaults.items() if default is inspect.Parameter.empty]
       if missing:
         raise TypeError(f"{build.__name__}: family fields need defaults: {', '.join(missing)}")
-      REGISTRY[name] = ModelEntry(name, functools.partial(build, **bound), input_size, channels,
-                                  num_classes, norm, defaults, activation)
+      REGISTRY[name] = ModelEntry(
+        name,
+        functools.partial(build, **bound),
+        input_size,
+        channels,
+        num_classes,
+        norm,
+        defaults,
+        activation,
+      )
     return build
 
   return decorator

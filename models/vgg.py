@@ -10,12 +10,12 @@ from models.registry import register
 # Per stage, its convolutions: an int is a 3×3 conv with that many filters, "1x256" a 1×1 conv,
 # "LRN" a local response normalisation. Each stage ends with a 2×2/2 max pool.
 CONFIGS = {
-    "a": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
-    "a_lrn": ((64, "LRN"), (128,), (256, 256), (512, 512), (512, 512)),
-    "b": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
-    "c": ((64, 64), (128, 128), (256, 256, "1x256"), (512, 512, "1x512"), (512, 512, "1x512")),
-    "d": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
-    "e": ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
+  "a": ((64,), (128,), (256, 256), (512, 512), (512, 512)),
+  "a_lrn": ((64, "LRN"), (128,), (256, 256), (512, 512), (512, 512)),
+  "b": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512)),
+  "c": ((64, 64), (128, 128), (256, 256, "1x256"), (512, 512, "1x512"), (512, 512, "1x512")),
+  "d": ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512)),
+  "e": ((64, 64), (128, 128), (256,) * 4, (512,) * 4, (512,) * 4),
 }
 
 
@@ -39,6 +39,7 @@ def stage_layers(stage: int, entries: tuple) -> list:
 def vgg(num_classes: int, configuration: str = "d") -> tuple:
   """224×224×3 → five stages halving the size → 7×7×512 → 4096 → 4096 → classes."""
   stages = config_values.choose("VGG configuration", configuration, CONFIGS)
-  body = [layer for stage, entries in enumerate(stages, start=1)
-          for layer in stage_layers(stage, entries)]
+  body = [
+    layer for stage, entries in enumerate(stages, start=1) for layer in stage_layers(stage, entries)
+  ]
   return (*body, *head(num_classes))

@@ -16,8 +16,9 @@ from typing import Any
 
 # Multi-device code is tested on 8 host CPU devices; set before JAX starts its backends.
 if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + " --xla_force_host_platform_device_count=8").strip()
+  os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+  ).strip()
 
 import ml_collections
 import numpy as np
@@ -31,8 +32,13 @@ from input_pipeline import datasets, fashion_mnist
 
 TINY_TRAIN, TINY_TEST = 512, 300
 # A fast run on the tiny dataset: 40 steps of batch 32, evaluated and saved at 20 and 40.
-TINY_RUN = dict(batch_size=32, num_train_steps=40, eval_every_steps=20, checkpoint_every_steps=20,
-                eval_batch_size=64)
+TINY_RUN = {
+  "batch_size": 32,
+  "num_train_steps": 40,
+  "eval_every_steps": 20,
+  "checkpoint_every_steps": 20,
+  "eval_batch_size": 64,
+}
 
 
 def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
@@ -43,15 +49,15 @@ def write_idx(path: pathlib.Path, array: np.ndarray) -> None:
 
 
 def make_idx_files(folder: pathlib.Path, seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Learnable fake Fashion-MNIST: class c is a bright horizontal band at rows 2c..2c+7, plus noise."""
+  """Learnable fake Fashion-MNIST: class c is a bright band at rows 2c..2c+7, plus noise."""
   rng = np.random.default_rng(seed)
   folder.mkdir(parents=True, exist_ok=True)
   splits = {}
   for split, count in (("train", TINY_TRAIN), ("test", TINY_TEST)):
     labels = rng.integers(0, 10, count).astype(np.uint8)
     images = rng.integers(0, 80, (count, 28, 28)).astype(np.uint8)
-    for image, label in zip(images, labels):
-      image[2 * label:2 * label + 8] += 150
+    for image, label in zip(images, labels, strict=True):
+      image[2 * label : 2 * label + 8] += 150
     images_file, labels_file = fashion_mnist.FILES[split]
     write_idx(folder / images_file, images)
     write_idx(folder / labels_file, labels)
@@ -61,7 +67,7 @@ def make_idx_files(folder: pathlib.Path, seed: int = 0) -> dict[str, tuple[np.nd
 
 @pytest.fixture(scope="session")
 def tiny_data_dir(tmp_path_factory) -> str:
-  """A TFDS data dir holding a small `fashion_mnist` (512 train, 300 test) built from test IDX files."""
+  """A TFDS data dir holding a small `fashion_mnist` (512 train, 300 test) from test IDX files."""
   root = tmp_path_factory.mktemp("tiny")
   make_idx_files(root / "idx")
   fashion_mnist.prepare(str(root / "tfds"), str(root / "idx"))
@@ -83,7 +89,8 @@ def make_config(data_dir: str, **overrides) -> ml_collections.ConfigDict:
   config.dataset.data_dir = data_dir
   config.log_every_steps = 10
   return config_values.with_overrides(
-      config, {name.replace("__", "."): value for name, value in overrides.items()})
+    config, {name.replace("__", "."): value for name, value in overrides.items()}
+  )
 
 
 @pytest.fixture

@@ -36,13 +36,15 @@ def window_of(crop: np.ndarray) -> tuple[int, int, bool]:
 
 
 def expected_window(top: int, left: int, size: int, mirrored: bool = False) -> np.ndarray:
-  crop = coordinate_images(1)[0, top:top + size, left:left + size]
+  crop = coordinate_images(1)[0, top : top + size, left : left + size]
   return crop[:, ::-1] if mirrored else crop
 
 
 def test_random_crops_are_windows_inside_the_image_of_the_right_size():
   images = coordinate_images(64)
-  crops = np.asarray(augment.random_crop(jnp.asarray(images), augment.example_keys(jax.random.key(0), 0, 64), 8))
+  crops = np.asarray(
+    augment.random_crop(jnp.asarray(images), augment.example_keys(jax.random.key(0), 0, 64), 8)
+  )
   assert crops.shape == (64, 8, 8, 2)
   positions = set()
   for crop in crops:
@@ -57,10 +59,12 @@ def test_flips_mirror_or_keep_and_are_involutions():
   images = jnp.asarray(coordinate_images(32))
   key = augment.example_keys(jax.random.key(3), 0, 32)
   flipped = np.asarray(augment.random_flip(images, key))
-  mirrored = [not np.array_equal(f, i) for f, i in zip(flipped, np.asarray(images))]
+  mirrored = [not np.array_equal(f, i) for f, i in zip(flipped, np.asarray(images), strict=True)]
   assert 0 < sum(mirrored) < 32
-  for f, m in zip(flipped, mirrored):
-    np.testing.assert_array_equal(f, coordinate_images(1)[0][:, ::-1] if m else coordinate_images(1)[0])
+  for f, m in zip(flipped, mirrored, strict=True):
+    np.testing.assert_array_equal(
+      f, coordinate_images(1)[0][:, ::-1] if m else coordinate_images(1)[0]
+    )
   np.testing.assert_array_equal(augment.random_flip(jnp.asarray(flipped), key), images)
 
 
@@ -68,7 +72,9 @@ def test_pca_shift_equals_the_formula():
   eigvals = np.array([0.3, 0.02, 0.005])
   eigvecs = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
   keys, sigma = augment.example_keys(jax.random.key(7), 0, 5), 0.1
-  shift = np.asarray(augment.pca_lighting_shift(keys, jnp.asarray(eigvals), jnp.asarray(eigvecs), sigma))
+  shift = np.asarray(
+    augment.pca_lighting_shift(keys, jnp.asarray(eigvals), jnp.asarray(eigvecs), sigma)
+  )
   alphas = sigma * np.stack([np.asarray(jax.random.normal(k, (3,))) for k in keys])
   for b in range(5):
     expected = sum(eigvecs[:, i] * alphas[b, i] * eigvals[i] for i in range(3))  # Σ p_i α_i λ_i
@@ -121,9 +127,14 @@ def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
   images = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
   labels = np.array([1, 2, 3])
   variables = model.init(jax.random.key(0), jnp.zeros((1, 24, 24, 3)))
-  state = experiment.TrainState.create(apply_fn=model.apply, params=variables["params"],
-                                  tx=optax.sgd(0.1), batch_stats=variables["batch_stats"],
-                                  rng=None, plateau=schedules.Plateau.create())
+  state = experiment.TrainState.create(
+    apply_fn=model.apply,
+    params=variables["params"],
+    tx=optax.sgd(0.1),
+    batch_stats=variables["batch_stats"],
+    rng=None,
+    plateau=schedules.Plateau.create(),
+  )
   devices = parallel.DataParallel(num_devices=1)
   step = evaluation.create_eval_steps(config, stats, devices)["ten_crop"]
   batch = {"image": images, "label": labels, "mask": np.ones(3, np.float32)}
@@ -137,8 +148,13 @@ def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
 
 
 def test_same_seed_same_augmentation():
-  config = make_config("", dataset__crop_size=24, augment__random_crop=True, augment__flip=True,
-                       augment__pca_lighting=0.1)
+  config = make_config(
+    "",
+    dataset__crop_size=24,
+    augment__random_crop=True,
+    augment__flip=True,
+    augment__pca_lighting=0.1,
+  )
   fn = augment.make_train_preprocess(config, color_pca.IMAGENET)
   images = jnp.asarray(np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8))
   keys = lambda seed, first=0: augment.example_keys(jax.random.key(seed), first, 4)
@@ -153,14 +169,29 @@ def test_same_seed_same_augmentation():
 
 def imagenet_like(**overrides):
   """imagenet2012, resized small so a tiny network can run: 40 → centre 36 → 32 crops."""
-  config = make_config("", dataset__name="imagenet2012", dataset__train_split="train",
-                       dataset__eval_split="validation", dataset__resize=40,
-                       dataset__center_crop=36, dataset__pad=0, dataset__crop_size=32,
-                       dataset__color_stats="imagenet", dataset__normalization="mean",
-                       augment__random_crop=True, augment__flip=True, augment__pca_lighting=0.1,
-                       eval__ten_crop=True, model__name="cifar_resnet20", batch_size=8,
-                       eval_batch_size=8, num_train_steps=3, eval_every_steps=3,
-                       checkpoint_every_steps=3, log_every_steps=1)
+  config = make_config(
+    "",
+    dataset__name="imagenet2012",
+    dataset__train_split="train",
+    dataset__eval_split="validation",
+    dataset__resize=40,
+    dataset__center_crop=36,
+    dataset__pad=0,
+    dataset__crop_size=32,
+    dataset__color_stats="imagenet",
+    dataset__normalization="mean",
+    augment__random_crop=True,
+    augment__flip=True,
+    augment__pca_lighting=0.1,
+    eval__ten_crop=True,
+    model__name="cifar_resnet20",
+    batch_size=8,
+    eval_batch_size=8,
+    num_train_steps=3,
+    eval_every_steps=3,
+    checkpoint_every_steps=3,
+    log_every_steps=1,
+  )
   del config.model.form
   config.model.shortcut = "A"
   for name, value in overrides.items():
@@ -183,10 +214,20 @@ def test_cifar_recipe_pads_by_4_crops_32_at_random_and_flips():
   assert padded.shape == (40, 40, 3) and padded[:4].max() == 0 and padded[:, -4:].max() == 0
   stats = color_pca.IMAGENET
   batch = jnp.asarray(np.broadcast_to(padded, (64, 40, 40, 3)))
-  crops = np.asarray(augment.make_train_preprocess(config, stats)(
-      batch, augment.example_keys(jax.random.key(0), 0, 64))) * 255
-  windows = {(top, left, mirrored): padded[top:top + 32, left:left + 32][:, ::-1 if mirrored else 1]
-             for top in range(9) for left in range(9) for mirrored in (False, True)}
+  crops = (
+    np.asarray(
+      augment.make_train_preprocess(config, stats)(
+        batch, augment.example_keys(jax.random.key(0), 0, 64)
+      )
+    )
+    * 255
+  )
+  windows = {
+    (top, left, mirrored): padded[top : top + 32, left : left + 32][:, :: -1 if mirrored else 1]
+    for top in range(9)
+    for left in range(9)
+    for mirrored in (False, True)
+  }
   found = [next(k for k, w in windows.items() if np.allclose(crop, w, atol=1e-3)) for crop in crops]
   assert len({(top, left) for top, left, _ in found}) > 20  # random positions over the padding
   assert 0 < sum(mirrored for _, _, mirrored in found) < 64
@@ -210,29 +251,35 @@ def test_mocked_imagenet_of_random_sizes_trains_and_evaluates_both_protocols(tmp
 
 @pytest.mark.slow
 def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp_path):
-  config = imagenet_like(dataset__name="synthetic", dataset__train_split="train",
-                         dataset__eval_split="test")
-  config.dataset.synthetic.update(image_size=48, num_classes=10, train_examples=16,
-                                  eval_examples=9)
+  config = imagenet_like(
+    dataset__name="synthetic", dataset__train_split="train", dataset__eval_split="test"
+  )
+  config.dataset.synthetic.update(image_size=48, num_classes=10, train_examples=16, eval_examples=9)
   first = input_pipeline.load_data(config)
   second = input_pipeline.load_data(config)
-  np.testing.assert_array_equal(np.concatenate(list(first.train.all_images())),
-                                np.concatenate(list(second.train.all_images())))
+  np.testing.assert_array_equal(
+    np.concatenate(list(first.train.all_images())), np.concatenate(list(second.train.all_images()))
+  )
   metrics = train.train_and_evaluate(config, tmp_path)
   assert metrics["protocols"]["ten_crop"]["num_examples"] == 9
 
 
-@pytest.mark.parametrize("overrides,message", [
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
     ({"dataset__crop_size": 40}, "dataset.crop_size 40 is larger than the stored image 36×36"),
     ({"dataset__center_crop": 48}, "dataset.center_crop 48 is larger than the resized image"),
-    ({"dataset__color_stats": "/nowhere/stats.npz"}, "colour statistics file /nowhere/stats.npz not found; compute it with"),
+    (
+      {"dataset__color_stats": "/nowhere/stats.npz"},
+      "colour statistics file /nowhere/stats.npz not found; compute it with",
+    ),
     ({"dataset__normalization": "whiten"}, "unknown dataset.normalization 'whiten'"),
     ({"dataset__resize": 0}, "has images of varying size; set dataset.resize"),
-])
+  ],
+)
 def test_bad_data_configs_fail_before_anything_runs(tmp_path, overrides, message):
-  with tfds.testing.mock_data(num_examples=4):
-    with pytest.raises(ValueError, match=message):
-      train.train_and_evaluate(imagenet_like(**overrides), tmp_path / "run")
+  with tfds.testing.mock_data(num_examples=4), pytest.raises(ValueError, match=message):
+    train.train_and_evaluate(imagenet_like(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -243,8 +290,9 @@ def test_imagenet_without_its_manual_download_says_how_to_prepare_it(tmp_path):
 
 
 def test_top5_needs_five_classes(tmp_path):
-  config = imagenet_like(dataset__name="synthetic", dataset__train_split="train",
-                         dataset__eval_split="test")
+  config = imagenet_like(
+    dataset__name="synthetic", dataset__train_split="train", dataset__eval_split="test"
+  )
   config.dataset.synthetic.num_classes = 3
   with pytest.raises(ValueError, match="'synthetic' has 3 classes; top-5 error needs at least 5"):
     train.train_and_evaluate(config, tmp_path / "run")

@@ -1,4 +1,5 @@
-"""Every shipped config loads, names a registered model that builds at its input, and documents itself."""
+"""Every shipped config loads, names a registered model that builds at its input, and
+documents itself."""
 
 import importlib
 import pathlib
@@ -8,10 +9,16 @@ import pytest
 import models
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-CONFIGS = ["default.py", "alexnet.py", "zfnet.py", "googlenet.py", "nin.py",
-           *[f"vgg.py:{c}" for c in ("a", "a_lrn", "b", "c", "d", "e")],
-           *[f"resnet.py:{d}" for d in ("18", "34", "50", "101", "152", "plain18", "plain34")],
-           *[f"cifar_resnet.py:{d}" for d in ("20", "56", "110", "plain20", "plain56")]]
+CONFIGS = [
+  "default.py",
+  "alexnet.py",
+  "zfnet.py",
+  "googlenet.py",
+  "nin.py",
+  *[f"vgg.py:{c}" for c in ("a", "a_lrn", "b", "c", "d", "e")],
+  *[f"resnet.py:{d}" for d in ("18", "34", "50", "101", "152", "plain18", "plain34")],
+  *[f"cifar_resnet.py:{d}" for d in ("20", "56", "110", "plain20", "plain56")],
+]
 
 
 GENERIC_MODEL_FIELDS = {"name", "activation", "kernel_init", "norm", "remove", "widths", "dtype"}
@@ -38,12 +45,19 @@ def test_config_builds_its_model(spec):
 
 def test_recipes_follow_the_papers():
   _, alexnet = load("alexnet.py")
-  assert (alexnet.optimizer.learning_rate, alexnet.optimizer.momentum,
-          alexnet.optimizer.weight_decay, alexnet.batch_size) == (0.01, 0.9, 5e-4, 128)
+  assert (
+    alexnet.optimizer.learning_rate,
+    alexnet.optimizer.momentum,
+    alexnet.optimizer.weight_decay,
+    alexnet.batch_size,
+  ) == (0.01, 0.9, 5e-4, 128)
   assert alexnet.dataset.crop_size == 227
   _, resnet = load("resnet.py:34")
   assert (resnet.optimizer.learning_rate, resnet.optimizer.weight_decay, resnet.batch_size) == (
-      0.1, 1e-4, 256)
+    0.1,
+    1e-4,
+    256,
+  )
   _, vgg = load("vgg.py:d")
   assert vgg.model.name == "vgg_d" and vgg.batch_size == 256
 
@@ -56,6 +70,9 @@ def test_unknown_parameterisation_is_a_clear_error():
 
 
 def test_every_config_file_is_tested():
-  files = {p.name for p in (REPO / "configs").glob("*.py")} - {"__init__.py", "base.py",
-                                                                "imagenet_base.py"}
+  files = {p.name for p in (REPO / "configs").glob("*.py")} - {
+    "__init__.py",
+    "base.py",
+    "imagenet_base.py",
+  }
   assert files == {spec.partition(":")[0] for spec in CONFIGS}

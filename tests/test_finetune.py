@@ -1,4 +1,4 @@
-"""Fine-tuning: starting from another run, frozen layers, learning-rate multipliers, linear probe."""
+"""Fine-tuning: starting from another run, frozen layers, learning-rate multipliers, probes."""
 
 import jax
 import jax.numpy as jnp
@@ -21,8 +21,9 @@ def saved_params(workdir, step):
 
 def fresh_state(config, num_classes=10):
   model = models.create_model(config.model, num_classes)
-  return experiment.create_train_state(config, model, (32, 32, 1),
-                                  experiment.create_optimizer(config, 0.1, model.layers[-1].name))
+  return experiment.create_train_state(
+    config, model, (32, 32, 1), experiment.create_optimizer(config, 0.1, model.layers[-1].name)
+  )
 
 
 @pytest.mark.slow
@@ -38,14 +39,20 @@ def test_frozen_layers_stay_bit_identical_while_the_rest_trains(tiny_config, tmp
 
 
 def test_multipliers_scale_each_groups_update():
-  config = make_config("", optimizer__momentum=0.0, optimizer__weight_decay=0.0,
-                       optimizer__lr_multipliers="output=0.1,f*=0.01")
+  config = make_config(
+    "",
+    optimizer__momentum=0.0,
+    optimizer__weight_decay=0.0,
+    optimizer__lr_multipliers="output=0.1,f*=0.01",
+  )
   plain = make_config("", optimizer__momentum=0.0, optimizer__weight_decay=0.0)
   params = fresh_state(config).params
   grads = jax.tree.map(jnp.ones_like, params)
+
   def updates(cfg):
     tx = experiment.create_optimizer(cfg, lambda step: 0.5, "output")
     return traverse_util.flatten_dict(tx.update(grads, tx.init(params), params)[0])
+
   scaled, reference = updates(config), updates(plain)
   factors = {"output": 0.1, "f6": 0.01, "c1": 1.0, "c3": 1.0, "c5": 1.0}
   for key, value in scaled.items():
@@ -60,13 +67,19 @@ def test_linear_probe_trains_the_head_alone():
   assert {p for p, g in groups.items() if g != finetune.FROZEN} == {"output/kernel", "output/bias"}
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"optimizer__frozen": "f9"}, "layer pattern 'f9' matches no parameter; layers: c1, c3, c5, f6, output"),
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    (
+      {"optimizer__frozen": "f9"},
+      "layer pattern 'f9' matches no parameter; layers: c1, c3, c5, f6, output",
+    ),
     ({"init_from": "", "init_reset": "head"}, "layer pattern 'head' matches no parameter"),
     ({"optimizer__lr_multipliers": "f6"}, "bad optimizer.lr_multipliers entry 'f6'"),
     ({"optimizer__lr_multipliers": "f6=-1"}, "bad optimizer.lr_multipliers entry 'f6=-1'"),
     ({"init_from": "/nonexistent/run"}, "init_from /nonexistent/run: no checkpoints folder there"),
-])
+  ],
+)
 def test_bad_fine_tuning_configs_are_refused(tiny_config, tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
@@ -77,29 +90,36 @@ def test_new_head_is_reinitialised_and_listed(tiny_config, trained_tiny_run):
   source_dir = trained_tiny_run.workdir
   state = fresh_state(tiny_config(), num_classes=5)
   reports = []
-  merged = finetune.initialize_from(str(source_dir),
-                                    {"params": state.params, "batch_stats": state.batch_stats},
-                                    reports.append)
+  merged = finetune.initialize_from(
+    str(source_dir), {"params": state.params, "batch_stats": state.batch_stats}, reports.append
+  )
   source = saved_params(source_dir, 40)
   np.testing.assert_array_equal(merged["params"]["c1"]["kernel"], source["c1"]["kernel"])
-  np.testing.assert_array_equal(merged["params"]["output"]["kernel"], state.params["output"]["kernel"])
+  np.testing.assert_array_equal(
+    merged["params"]["output"]["kernel"], state.params["output"]["kernel"]
+  )
   assert merged["params"]["output"]["kernel"].shape == (84, 5)
   assert reports[0].endswith("re-initialised (new shape or init_reset): output")
 
 
 def test_networks_that_differ_beyond_shapes_are_an_error(tiny_config, tmp_path, trained_tiny_run):
-  with pytest.raises(ValueError, match=r"differ in params beyond their shapes \(only here: none; "
-                                       r"only there: f6/bias, f6/kernel\)"):
-    train.train_and_evaluate(tiny_config(model__remove="f6", init_from=str(trained_tiny_run.workdir)),
-                             tmp_path / "target")
+  with pytest.raises(
+    ValueError,
+    match=r"differ in params beyond their shapes \(only here: none; "
+    r"only there: f6/bias, f6/kernel\)",
+  ):
+    train.train_and_evaluate(
+      tiny_config(model__remove="f6", init_from=str(trained_tiny_run.workdir)), tmp_path / "target"
+    )
 
 
 @pytest.mark.slow
 def test_linear_probe_from_a_pretrained_run(tiny_config, tmp_path, capsys, trained_tiny_run):
   capsys.readouterr()
   probe = train.train_and_evaluate(
-      tiny_config(init_from=str(trained_tiny_run.workdir), optimizer__linear_probe=True),
-      tmp_path / "probe")
+    tiny_config(init_from=str(trained_tiny_run.workdir), optimizer__linear_probe=True),
+    tmp_path / "probe",
+  )
   assert "initialised from" in capsys.readouterr().out
   source = saved_params(trained_tiny_run.workdir, 40)
   probed = saved_params(tmp_path / "probe", 40)
@@ -122,9 +142,14 @@ def test_class_subsets_keep_and_relabel_their_examples(tiny_config):
     np.testing.assert_array_equal(sub_labels, np.where(labels[kept] == 7, 0, 1))
 
 
-@pytest.mark.parametrize("classes,message", [
-    ("0-12", "class 10 is out of range 0–9"), ("1,1", "class 1 is out of range 0–9 or given twice"),
-    ("a-b", "bad dataset.classes entry 'a-b'")])
+@pytest.mark.parametrize(
+  "classes,message",
+  [
+    ("0-12", "class 10 is out of range 0–9"),
+    ("1,1", "class 1 is out of range 0–9 or given twice"),
+    ("a-b", "bad dataset.classes entry 'a-b'"),
+  ],
+)
 def test_bad_class_subsets_are_refused(tiny_config, tmp_path, classes, message):
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(tiny_config(dataset__classes=classes), tmp_path / "run")

@@ -20,7 +20,7 @@ class ArraySource(list):
 
 def reader_of(images, labels, cache=True):
   """A SplitReader over arrays: image i is images[i], its label labels[i]."""
-  source = ArraySource((image, int(label)) for image, label in zip(images, labels))
+  source = ArraySource((image, int(label)) for image, label in zip(images, labels, strict=True))
   return SplitReader(source, lambda image: image, images.shape[1:], 2, 2**30 if cache else 0)
 
 
@@ -45,7 +45,7 @@ def test_prepared_split_holds_exactly_the_source_examples(tmp_path):
     assert len(examples) == count
     assert all(image.shape == (28, 28, 1) and image.dtype == np.uint8 for image, _ in examples)
     images, labels = written[split]
-    expected = sorted(zip(labels.tolist(), (image.tobytes() for image in images)))
+    expected = sorted(zip(labels.tolist(), (image.tobytes() for image in images), strict=True))
     assert sorted((label, image[..., 0].tobytes()) for image, label in examples) == expected
 
 
@@ -89,15 +89,22 @@ def test_colour_statistics_are_those_of_the_stored_training_images(tiny_data_dir
 
 
 def test_normalization_modes():
-  stats = augment.ColorStats(mean=np.array([0.2, 0.4]), std=np.array([0.5, 0.25]),
-                             mean_image=np.full((1, 2, 2), 0.1), eigvals=np.ones(2),
-                             eigvecs=np.eye(2))
+  stats = augment.ColorStats(
+    mean=np.array([0.2, 0.4]),
+    std=np.array([0.5, 0.25]),
+    mean_image=np.full((1, 2, 2), 0.1),
+    eigvals=np.ones(2),
+    eigvecs=np.eye(2),
+  )
   images = np.array([[[[51, 102], [255, 0]]]], np.uint8)  # [1, 1, 2, 2]
   x = images / 255.0
-  for mode, expected in (("none", x), ("mean", x - [0.2, 0.4]),
-                         ("standardize", (x - [0.2, 0.4]) / [0.5, 0.25]),
-                         ("mean_per_pixel", x - 0.1),
-                         ("standardize_per_pixel", (x - 0.1) / [0.5, 0.25])):
+  for mode, expected in (
+    ("none", x),
+    ("mean", x - [0.2, 0.4]),
+    ("standardize", (x - [0.2, 0.4]) / [0.5, 0.25]),
+    ("mean_per_pixel", x - 0.1),
+    ("standardize_per_pixel", (x - 0.1) / [0.5, 0.25]),
+  ):
     np.testing.assert_allclose(augment.normalize(images, stats, mode), expected, rtol=1e-6)
 
 

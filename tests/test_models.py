@@ -10,11 +10,23 @@ import models
 from configs import default
 
 # Output shapes of LeCun et al. 1998, Fig. 2 (batch dimension dropped).
-LENET5_SHAPES = {"c1": (28, 28, 6), "s2": (14, 14, 6), "c3": (10, 10, 16), "s4": (5, 5, 16),
-                 "c5": (1, 1, 120), "f6": (84,), "output": (10,)}
+LENET5_SHAPES = {
+  "c1": (28, 28, 6),
+  "s2": (14, 14, 6),
+  "c3": (10, 10, 16),
+  "s4": (5, 5, 16),
+  "c5": (1, 1, 120),
+  "f6": (84,),
+  "output": (10,),
+}
 # (inputs + bias) × outputs, by hand.
-LENET5_PARAMS = {"c1": (5 * 5 * 1 + 1) * 6, "c3": (5 * 5 * 6 + 1) * 16, "c5": (5 * 5 * 16 + 1) * 120,
-                 "f6": (120 + 1) * 84, "output": (84 + 1) * 10}
+LENET5_PARAMS = {
+  "c1": (5 * 5 * 1 + 1) * 6,
+  "c3": (5 * 5 * 6 + 1) * 16,
+  "c5": (5 * 5 * 16 + 1) * 120,
+  "f6": (120 + 1) * 84,
+  "output": (84 + 1) * 10,
+}
 
 
 def lenet5(**fields):
@@ -37,8 +49,9 @@ def test_lenet5_output_shape_at_every_stage(form):
 @pytest.mark.parametrize("form", ["classic", "modern"])
 def test_lenet5_parameter_count_per_layer(form):
   variables, _, _ = run(lenet5(form=form))
-  counts = {name: sum(x.size for x in jax.tree.leaves(layer))
-            for name, layer in variables["params"].items()}
+  counts = {
+    name: sum(x.size for x in jax.tree.leaves(layer)) for name, layer in variables["params"].items()
+  }
   assert counts == LENET5_PARAMS
   assert sum(counts.values()) == 61_706
 
@@ -46,23 +59,26 @@ def test_lenet5_parameter_count_per_layer(form):
 def test_classic_form_squashes_after_average_subsampling():
   _, _, classic = run(lenet5(form="classic"))
   _, _, modern = run(lenet5(form="modern"))
-  assert float(jnp.abs(classic["s2"]).max()) < 1.0     # tanh after the subsampling
+  assert float(jnp.abs(classic["s2"]).max()) < 1.0  # tanh after the subsampling
   assert float(classic["s2"].min()) < 0.0
-  assert float(modern["s2"].min()) >= 0.0               # ReLU then max pool
+  assert float(modern["s2"].min()) >= 0.0  # ReLU then max pool
 
 
 def test_classic_subsampling_is_the_average_of_each_2x2_window():
   _, _, intermediates = run(lenet5(form="classic"))
   c1 = np.asarray(intermediates["c1"])
   windows = c1.reshape(2, 14, 2, 14, 2, 6).mean(axis=(2, 4))
-  np.testing.assert_allclose(np.asarray(intermediates["s2"]), np.tanh(windows), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(intermediates["s2"]), np.tanh(windows), rtol=1e-5, atol=1e-6
+  )
 
 
 def test_modern_subsampling_is_the_max_of_each_2x2_window():
   _, _, intermediates = run(lenet5(form="modern"))
   c1 = np.asarray(intermediates["c1"])
-  np.testing.assert_array_equal(np.asarray(intermediates["s2"]),
-                                c1.reshape(2, 14, 2, 14, 2, 6).max(axis=(2, 4)))
+  np.testing.assert_array_equal(
+    np.asarray(intermediates["s2"]), c1.reshape(2, 14, 2, 14, 2, 6).max(axis=(2, 4))
+  )
 
 
 def test_activation_field_overrides_the_form():

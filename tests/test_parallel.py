@@ -38,21 +38,28 @@ def saved_state(workdir: pathlib.Path, step: int) -> dict:
 
 def assert_trees_close(expected, actual, rtol: float) -> None:
   """Every leaf equal up to `rtol` of the leaf's largest magnitude."""
+
   def check(path, a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     scale = max(float(np.max(np.abs(a[np.isfinite(a)]), initial=0.0)), 1e-12)
     with np.errstate(invalid="ignore"):  # equal infinities are equal
       difference = np.where(a == b, 0.0, np.abs(a - b))
     assert float(np.max(difference)) <= rtol * scale, jax.tree_util.keystr(path)
+
   jax.tree_util.tree_map_with_path(check, expected, actual)
 
 
 @pytest.mark.slow
 def test_one_and_eight_devices_train_to_the_same_state(tiny_config, tmp_path, capsys):
   # Batch norm (synchronised over the global batch) and random flips (drawn per example).
-  config = lambda devices: tiny_config(num_devices=devices, num_train_steps=12, model__norm="batch",
-                                       augment__flip=True, eval_every_steps=12,
-                                       checkpoint_every_steps=12)
+  config = lambda devices: tiny_config(
+    num_devices=devices,
+    num_train_steps=12,
+    model__norm="batch",
+    augment__flip=True,
+    eval_every_steps=12,
+    checkpoint_every_steps=12,
+  )
   one = train.train_and_evaluate(config(1), tmp_path / "one")
   assert "over 1 CPU devices" in capsys.readouterr().out
   eight = train.train_and_evaluate(config(8), tmp_path / "eight")
@@ -64,22 +71,40 @@ def test_one_and_eight_devices_train_to_the_same_state(tiny_config, tmp_path, ca
 
 def train_tiny_net(num_devices: int, axis_name: str | None, steps: int = 3) -> dict:
   """Parameters after `steps` of a conv → dropout → dense net with random crops and flips."""
-  model = ConvNet((Conv("conv", 4, 3), Dropout("drop", 0.5), Dense("out", 10, activation=False)),
-                  axis_name=axis_name)
-  config = make_config("", dataset__crop_size=12, dataset__normalization="none",
-                       augment__random_crop=True, augment__flip=True)
+  model = ConvNet(
+    (Conv("conv", 4, 3), Dropout("drop", 0.5), Dense("out", 10, activation=False)),
+    axis_name=axis_name,
+  )
+  config = make_config(
+    "",
+    dataset__crop_size=12,
+    dataset__normalization="none",
+    augment__random_crop=True,
+    augment__flip=True,
+  )
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8),
-           "label": rng.integers(0, 10, 32).astype(np.int32)}
+  batch = {
+    "image": rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8),
+    "label": rng.integers(0, 10, 32).astype(np.int32),
+  }
   params = model.init(jax.random.key(0), jnp.zeros((1, 12, 12, 3)))["params"]
-  state = experiment.TrainState.create(apply_fn=model.apply, params=params,
-                                  tx=optax.sgd(0.1, 0.9), batch_stats={},
-                                  rng=jax.random.key_data(jax.random.key(1)),
-                                  plateau=schedules.Plateau.create())
+  state = experiment.TrainState.create(
+    apply_fn=model.apply,
+    params=params,
+    tx=optax.sgd(0.1, 0.9),
+    batch_stats={},
+    rng=jax.random.key_data(jax.random.key(1)),
+    plateau=schedules.Plateau.create(),
+  )
   devices = parallel.DataParallel(num_devices)
-  step = devices.map(functools.partial(
-      train.train_step, learning_rate_fn=lambda step: 0.1,
-      preprocess=augment.make_train_preprocess(config, color_pca.IMAGENET)), donate=(0,))
+  step = devices.map(
+    functools.partial(
+      train.train_step,
+      learning_rate_fn=lambda step: 0.1,
+      preprocess=augment.make_train_preprocess(config, color_pca.IMAGENET),
+    ),
+    donate=(0,),
+  )
   state = devices.replicate(jax.device_get(state))
   for _ in range(steps):
     state, _ = step(state, devices.shard(batch))
@@ -94,16 +119,23 @@ def test_dropout_and_augmentation_draw_the_same_on_one_device_or_eight():
     assert_trees_close(one, train_tiny_net(8, None), 1e-3)
 
 
-@pytest.mark.parametrize("overrides,message", [
-    ({"batch_size": 36}, "batch_size 36 does not split across 8 CPU devices: it gives a "
-                         "per-device batch of 4.5; use a multiple of 8"),
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    (
+      {"batch_size": 36},
+      "batch_size 36 does not split across 8 CPU devices: it gives a "
+      "per-device batch of 4.5; use a multiple of 8",
+    ),
     ({"batch_size": 4}, "per-device batch of 0.5"),
     ({"eval_batch_size": 60}, "eval_batch_size 60 does not split across 8 CPU devices"),
     ({"num_devices": 9}, "num_devices 9 is not available: this process has 8 CPU devices"),
     ({"schedule__plateau_patience": 0}, "schedule.plateau_patience must be at least 1"),
-])
+  ],
+)
 def test_impossible_device_splits_are_refused_before_anything_is_written(
-    tiny_config, tmp_path, overrides, message):
+  tiny_config, tmp_path, overrides, message
+):
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
@@ -112,14 +144,18 @@ def test_impossible_device_splits_are_refused_before_anything_is_written(
 def test_workdir_of_an_incompatible_config_is_refused_and_kept(tiny_config, trained_tiny_run):
   tmp_path = trained_tiny_run.workdir
   before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-  with pytest.raises(ValueError, match=r"incompatible config \(batch_size: 32 in the workdir, "
-                                       r"64 now; seed: 0 in the workdir, 3 now\)"):
+  with pytest.raises(
+    ValueError,
+    match=r"incompatible config \(batch_size: 32 in the workdir, "
+    r"64 now; seed: 0 in the workdir, 3 now\)",
+  ):
     train.train_and_evaluate(tiny_config(batch_size=64, seed=3), tmp_path)
   assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 
 # ---------------------------------------------------------------------------------------------
 # The plateau schedule.
+
 
 def test_plateau_divides_after_patience_evaluations_without_improvement():
   schedule = make_config("", schedule__plateau_patience=2, schedule__plateau_threshold=0.1).schedule
@@ -138,39 +174,63 @@ def test_plateau_divides_after_patience_evaluations_without_improvement():
 
 @pytest.mark.slow
 def test_plateau_schedule_trains_logs_its_decisions_and_resumes_exactly(
-    tiny_config, tmp_path, capsys, monkeypatch):
+  tiny_config, tmp_path, capsys, monkeypatch
+):
   # A threshold no evaluation can beat: every evaluation after the first divides.
-  config = lambda: tiny_config(schedule__name="plateau", schedule__plateau_patience=1,
-                               schedule__plateau_threshold=100.0, schedule__warmup_epochs=0,
-                               eval_every_steps=10, checkpoint_every_steps=10)
+  config = lambda: tiny_config(
+    schedule__name="plateau",
+    schedule__plateau_patience=1,
+    schedule__plateau_threshold=100.0,
+    schedule__warmup_epochs=0,
+    eval_every_steps=10,
+    checkpoint_every_steps=10,
+  )
   straight = train.train_and_evaluate(config(), tmp_path / "straight")
   out = capsys.readouterr().out
-  assert [line.split(":")[0] for line in out.splitlines() if "plateau:" in line] == \
-      ["step 20", "step 30", "step 40"]
+  assert [line.split(":")[0] for line in out.splitlines() if "plateau:" in line] == [
+    "step 20",
+    "step 30",
+    "step 40",
+  ]
   rows = reporting.read_metrics(tmp_path / "straight")
-  assert [r["learning_rate_scale"] for r in rows["schedule"]] == pytest.approx([1, 0.1, 0.01, 0.001])
+  assert [r["learning_rate_scale"] for r in rows["schedule"]] == pytest.approx(
+    [1, 0.1, 0.01, 0.001]
+  )
   assert [r["learning_rate"] for r in rows["train"]] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
   assert float(saved_state(tmp_path / "straight", 40)["plateau"]["scale"]) == pytest.approx(0.001)
   crash_after_checkpoint(monkeypatch, 20, config(), tmp_path / "resumed")
   assert train.train_and_evaluate(config(), tmp_path / "resumed") == straight
-  jax.tree.map(np.testing.assert_array_equal, saved_state(tmp_path / "straight", 40),
-               saved_state(tmp_path / "resumed", 40))
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    saved_state(tmp_path / "straight", 40),
+    saved_state(tmp_path / "resumed", 40),
+  )
 
 
 # ---------------------------------------------------------------------------------------------
 # Divergence and damaged checkpoints.
 
+
 def test_non_finite_loss_stops_naming_the_step_and_keeps_earlier_checkpoints(tiny_config, tmp_path):
   # Step 1 trains at learning rate 0 (warmup); the next ones at 1e6 blow up.
-  config = tiny_config(optimizer__learning_rate=1e7, schedule__name="constant",
-                       schedule__warmup_epochs=1, checkpoint_every_steps=1, log_every_steps=100)
-  with pytest.raises(FloatingPointError, match=r"training loss became (nan|inf) at step (\d+)") as error:
+  config = tiny_config(
+    optimizer__learning_rate=1e7,
+    schedule__name="constant",
+    schedule__warmup_epochs=1,
+    checkpoint_every_steps=1,
+    log_every_steps=100,
+  )
+  with pytest.raises(
+    FloatingPointError, match=r"training loss became (nan|inf) at step (\d+)"
+  ) as error:
     train.train_and_evaluate(config, tmp_path)
   bad_step = int(error.value.args[0].split("at step ")[1].split(";")[0])
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert saved and max(saved) < bad_step
   for step in saved:
-    assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved_state(tmp_path, step)["params"]))
+    assert all(
+      np.isfinite(leaf).all() for leaf in jax.tree.leaves(saved_state(tmp_path, step)["params"])
+    )
 
 
 def damage(checkpoint: pathlib.Path) -> None:
@@ -181,8 +241,9 @@ def damage(checkpoint: pathlib.Path) -> None:
 
 
 @pytest.mark.slow
-def test_damaged_newest_checkpoint_is_reported_set_aside_and_skipped(tiny_config, tmp_path, capsys,
-                                                                     monkeypatch):
+def test_damaged_newest_checkpoint_is_reported_set_aside_and_skipped(
+  tiny_config, tmp_path, capsys, monkeypatch
+):
   straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
   workdir = tmp_path / "damaged"
   crash_after_checkpoint(monkeypatch, 40, tiny_config(num_train_steps=60), workdir)
@@ -197,12 +258,15 @@ def test_damaged_newest_checkpoint_is_reported_set_aside_and_skipped(tiny_config
   assert sorted(os.listdir(workdir / "checkpoints")) == ["20", "40", "60"]
 
 
-def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(tiny_config, tmp_path,
-                                                                trained_tiny_run):
+def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(
+  tiny_config, tmp_path, trained_tiny_run
+):
   tmp_path = trained_tiny_run.copy(tmp_path / "run")
   for step in ("20", "40"):
     damage(tmp_path / "checkpoints" / step)
-  with pytest.raises(ValueError, match=r"no checkpoint in .* can be restored \(step 40: .*; step 20: "):
+  with pytest.raises(
+    ValueError, match=r"no checkpoint in .* can be restored \(step 40: .*; step 20: "
+  ):
     train.train_and_evaluate(tiny_config(), tmp_path)
   assert sorted(os.listdir(tmp_path / "unrestorable_checkpoints")) == ["20", "40"]
 
@@ -222,19 +286,30 @@ STEPS, EVERY = 600, 50
 
 
 def command(data_dir: str, workdir: pathlib.Path, *extra: str) -> list[str]:
-  return [sys.executable, str(REPO / "train.py"), f"--config={REPO}/configs/default.py",
-          f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}",
-          "--config.batch_size=32", "--config.eval_batch_size=64",
-          f"--config.num_train_steps={STEPS}", f"--config.eval_every_steps={STEPS}",
-          f"--config.checkpoint_every_steps={EVERY}", f"--config.log_every_steps={EVERY}",
-          "--config.augment.flip=True", *extra]
+  return [
+    sys.executable,
+    str(REPO / "train.py"),
+    f"--config={REPO}/configs/default.py",
+    f"--workdir={workdir}",
+    f"--config.dataset.data_dir={data_dir}",
+    "--config.batch_size=32",
+    "--config.eval_batch_size=64",
+    f"--config.num_train_steps={STEPS}",
+    f"--config.eval_every_steps={STEPS}",
+    f"--config.checkpoint_every_steps={EVERY}",
+    f"--config.log_every_steps={EVERY}",
+    "--config.augment.flip=True",
+    *extra,
+  ]
 
 
-def run_until_checkpoint_then(signal_number: int, data_dir: str, workdir: pathlib.Path
-                              ) -> subprocess.CompletedProcess:
+def run_until_checkpoint_then(
+  signal_number: int, data_dir: str, workdir: pathlib.Path
+) -> subprocess.CompletedProcess:
   """Starts a training process, sends it `signal_number` once a checkpoint is committed."""
-  process = subprocess.Popen(command(data_dir, workdir), cwd=REPO, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+  process = subprocess.Popen(
+    command(data_dir, workdir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
   deadline = time.monotonic() + 240
   while time.monotonic() < deadline and process.poll() is None:
     folder = workdir / "checkpoints"
@@ -249,15 +324,17 @@ def run_until_checkpoint_then(signal_number: int, data_dir: str, workdir: pathli
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_data_dir, tmp_path_factory) -> dict:
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  result = subprocess.run(command(tiny_data_dir, workdir), cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+  result = subprocess.run(
+    command(tiny_data_dir, workdir), cwd=REPO, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr
   return saved_state(workdir, STEPS)
 
 
 def finish_and_compare(data_dir: str, workdir: pathlib.Path, expected: dict) -> str:
-  result = subprocess.run(command(data_dir, workdir), cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+  result = subprocess.run(
+    command(data_dir, workdir), cwd=REPO, capture_output=True, text=True, timeout=300
+  )
   assert result.returncode == 0, result.stderr
   jax.tree.map(np.testing.assert_array_equal, expected, saved_state(workdir, STEPS))
   return result.stdout
@@ -291,29 +368,46 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
-def test_two_hosts_of_four_devices_train_like_one_host_of_eight(tiny_data_dir, tmp_path,
-                                                                uninterrupted):
+def test_two_hosts_of_four_devices_train_like_one_host_of_eight(
+  tiny_data_dir, tmp_path, uninterrupted
+):
   port = free_port()
   env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-  hosts = [subprocess.Popen(
-      command(tiny_data_dir, tmp_path, "--config.distributed.enabled=True",
-              f"--config.distributed.coordinator_address=localhost:{port}",
-              "--config.distributed.num_processes=2", f"--config.distributed.process_id={i}"),
-      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
+  hosts = [
+    subprocess.Popen(
+      command(
+        tiny_data_dir,
+        tmp_path,
+        "--config.distributed.enabled=True",
+        f"--config.distributed.coordinator_address=localhost:{port}",
+        "--config.distributed.num_processes=2",
+        f"--config.distributed.process_id={i}",
+      ),
+      cwd=REPO,
+      env=env,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   try:
     outputs = [host.communicate(timeout=300) for host in hosts]
   finally:
     for host in hosts:  # JAX's distributed runtime takes SIGTERM for itself: SIGKILL a hung host
       host.kill()
-  for host, (out, err) in zip(hosts, outputs):
+  for host, (_, err) in zip(hosts, outputs, strict=True):
     assert host.returncode == 0, err
   assert "over 8 CPU devices on 2 hosts" in outputs[0][0]
   assert "test top-1 error" in outputs[0][0]
   # Only the lead process reports. Gloo, the collectives library, prints its own connection
   # messages from native code, which can interleave mid-line: remove them from the raw text.
-  ours = re.sub(r"\[Gloo\] Rank |\d+ is connected to \d+ peer ranks\. Expected number of "
-                r"connected peer ranks is : \d+", "", outputs[1][0])
+  ours = re.sub(
+    r"\[Gloo\] Rank |\d+ is connected to \d+ peer ranks\. Expected number of "
+    r"connected peer ranks is : \d+",
+    "",
+    outputs[1][0],
+  )
   assert ours.split() == []
   # 600 steps apart from the in-process reduction order: float tolerance, not bits.
   assert_trees_close(uninterrupted, saved_state(tmp_path, STEPS), 1e-3)

@@ -29,12 +29,17 @@ def fingerprint(name: str) -> dict:
   entry = models.entry(name)
   model = models.create_model(ml_collections.ConfigDict({"name": name}), entry.num_classes)
   variables, _ = models.trace(model, entry.input_shape, entry.num_classes)
-  leaves = {"/".join((collection, *key)): value.shape for collection in variables
-            for key, value in traverse_util.flatten_dict(variables[collection]).items()}
+  leaves = {
+    "/".join((collection, *key)): value.shape
+    for collection in variables
+    for key, value in traverse_util.flatten_dict(variables[collection]).items()
+  }
   lines = "\n".join(f"{path} {'x'.join(map(str, shape))}" for path, shape in sorted(leaves.items()))
-  return {"leaves": len(leaves),
-          "parameters": sum(x.size for x in jax.tree.leaves(variables["params"])),
-          "sha256": hashlib.sha256(lines.encode()).hexdigest()}
+  return {
+    "leaves": len(leaves),
+    "parameters": sum(x.size for x in jax.tree.leaves(variables["params"])),
+    "sha256": hashlib.sha256(lines.encode()).hexdigest(),
+  }
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETER_TREES))
@@ -45,13 +50,17 @@ def test_parameter_trees_are_those_old_checkpoints_hold(name):
 def test_every_family_file_registers_its_networks():
   assert set(models.REGISTRY) == set(PARAMETER_TREES)
   assert {entry.build.func.__module__ for entry in models.REGISTRY.values()} == {
-      f"models.{family}" for family in ("alexnet", "alphago", "googlenet", "lenet", "nin",
-                                        "resnet", "vgg")}
+    f"models.{family}"
+    for family in ("alexnet", "alphago", "googlenet", "lenet", "nin", "resnet", "vgg")
+  }
 
 
 def test_family_fields_and_defaults_come_from_the_builders_signature():
-  assert models.entry("alexnet").defaults == {"variant": "paper", "groups": 1,
-                                              "lrn_order": "relu_lrn_pool"}
+  assert models.entry("alexnet").defaults == {
+    "variant": "paper",
+    "groups": 1,
+    "lrn_order": "relu_lrn_pool",
+  }
   assert models.entry("resnet50").defaults == {"shortcut": "B"}  # depth and residual are bound
   assert models.entry("cifar_plain56").defaults == {"shortcut": "A"}
   assert models.entry("vgg_c").fields == ()
@@ -82,8 +91,10 @@ def toy_family():
 
 
 def test_a_new_family_is_one_decorated_builder(toy_family, tiny_config, tmp_path):
-  config = models.set_model(tiny_config(num_train_steps=4, eval_every_steps=4,
-                                        checkpoint_every_steps=4, log_every_steps=2), "toy_mlp")
+  config = models.set_model(
+    tiny_config(num_train_steps=4, eval_every_steps=4, checkpoint_every_steps=4, log_every_steps=2),
+    "toy_mlp",
+  )
   assert (config.model.hidden, config.model.pool) == (16, "max")
   config.model.hidden = 8
   counts = summary.summarize(models.create_model(config.model, 10), (32, 32, 1), 10)
@@ -98,7 +109,9 @@ def test_a_new_family_is_one_decorated_builder(toy_family, tiny_config, tmp_path
 
 def test_entries_report_their_pooling_and_branching():
   assert Pool("p", 3, 2).pooling_flops((13, 13, 8), (6, 6, 8)) == 6 * 6 * 8 * 9
-  assert not Conv("c", 8, 3).branches_off and Conv("c", 8, 3).pooling_flops((4, 4, 1), (2, 2, 8)) == 0
+  assert (
+    not Conv("c", 8, 3).branches_off and Conv("c", 8, 3).pooling_flops((4, 4, 1), (2, 2, 8)) == 0
+  )
   googlenet = models.create_model(ml_collections.ConfigDict({"name": "googlenet"}), 10)
   layers = {layer.name: layer for layer in googlenet.layers}
   inception, aux = layers["inception_3a"], layers["aux1"]
@@ -108,6 +121,7 @@ def test_entries_report_their_pooling_and_branching():
 
 # ---------------------------------------------------------------------------------------------
 # Config values.
+
 
 def test_lists_pairs_and_choices():
   assert config_values.split_list(" fc7, ,conv4 ") == ["fc7", "conv4"]
@@ -135,11 +149,14 @@ def test_dotted_overrides_copy_check_and_type():
 
 
 def test_importing_the_programs_defines_no_flags_and_changes_no_global_state():
-  code = ("import sys; from absl import flags, logging as absl_logging\n"
-          "import ablate, summary, train, evaluation, reporting, input_pipeline.color_pca\n"
-          "assert not {'config', 'study', 'workdir', 'model', 'format'} & set(flags.FLAGS), 'flags'\n"
-          "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot'\n"
-          "assert not absl_logging.get_absl_logger().filters, 'log filter'\n")
-  result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                          timeout=120)
+  code = (
+    "import sys; from absl import flags, logging as absl_logging\n"
+    "import ablate, summary, train, evaluation, reporting, input_pipeline.color_pca\n"
+    "assert not {'config', 'study', 'workdir', 'model', 'format'} & set(flags.FLAGS), 'flags'\n"
+    "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot'\n"
+    "assert not absl_logging.get_absl_logger().filters, 'log filter'\n"
+  )
+  result = subprocess.run(
+    [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
   assert result.returncode == 0, result.stderr

@@ -27,10 +27,10 @@ def rows(result):
 
 def test_lenet5_accounting_by_hand():
   r = rows(summarize("lenet5", 10))
-  assert r["c1"]["flops"] == 6 * 28 * 28 * 1 * 5 * 5            # C_out·H'·W'·C_in·K·K
-  assert r["s2"]["flops"] == 6 * 14 * 14 * 2 * 2                # C_out·H'·W'·K·K
+  assert r["c1"]["flops"] == 6 * 28 * 28 * 1 * 5 * 5  # C_out·H'·W'·C_in·K·K
+  assert r["s2"]["flops"] == 6 * 14 * 14 * 2 * 2  # C_out·H'·W'·K·K
   assert r["c3"]["flops"] == 16 * 10 * 10 * 6 * 5 * 5
-  assert r["f6"]["flops"] == 120 * 84                           # C_in·C_out
+  assert r["f6"]["flops"] == 120 * 84  # C_in·C_out
   assert r["c1"]["output_shape"] == [28, 28, 6]
   assert r["c1"]["activation_bytes"] == 28 * 28 * 6 * 4
   assert r["c1"]["params"] == 156 and r["s2"]["params"] == 0
@@ -84,12 +84,14 @@ def test_removal_deltas_match_the_summaries():
   base, removed = summarize("alexnet"), summarize("alexnet", remove="fc7")
   assert base["total_params"] - removed["total_params"] == rows(base)["fc7"]["params"]
   assert [r["name"] for r in removed["layers"]] == [
-      r["name"] for r in base["layers"] if r["name"] not in ("fc7", "drop7")]
+    r["name"] for r in base["layers"] if r["name"] not in ("fc7", "drop7")
+  ]
 
 
 def run_summary(*args):
-  return subprocess.run([sys.executable, "summary.py", *args], cwd=REPO, capture_output=True,
-                        text=True, timeout=120)
+  return subprocess.run(
+    [sys.executable, "summary.py", *args], cwd=REPO, capture_output=True, text=True, timeout=120
+  )
 
 
 def test_command_line_json_and_csv():
@@ -103,8 +105,13 @@ def test_command_line_json_and_csv():
   assert result.returncode == 0, result.stderr
   table = list(csv.DictReader(io.StringIO(result.stdout)))
   assert [r["name"] for r in table][-3:] == ["fc6", "drop6", "fc8"]
-  assert table[0] == {"name": "conv1", "output_shape": "55x55x96", "params": "34944",
-                      "flops": "105415200", "activation_bytes": "1161600"}
+  assert table[0] == {
+    "name": "conv1",
+    "output_shape": "55x55x96",
+    "params": "34944",
+    "flops": "105415200",
+    "activation_bytes": "1161600",
+  }
 
 
 def test_command_line_table_and_errors():

@@ -26,12 +26,17 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.mark.slow
 def test_short_run_on_real_fashion_mnist_learns(real_data_dir, tmp_path):
-  config = make_config(real_data_dir, num_train_steps=400, eval_every_steps=400,
-                       checkpoint_every_steps=400, log_every_steps=50)
+  config = make_config(
+    real_data_dir,
+    num_train_steps=400,
+    eval_every_steps=400,
+    checkpoint_every_steps=400,
+    log_every_steps=50,
+  )
   metrics = train.train_and_evaluate(config, tmp_path)
   assert metrics["num_examples"] == 10_000
-  assert metrics["top1_error"] < 20.0      # chance is 90 %
-  assert metrics["top5_error"] < 2.0       # chance is 50 %
+  assert metrics["top1_error"] < 20.0  # chance is 90 %
+  assert metrics["top5_error"] < 2.0  # chance is 50 %
   train_rows = reporting.read_metrics(tmp_path)["train"]
   assert len(train_rows) == 8
   assert train_rows[-1]["loss"] < 0.5 * train_rows[0]["loss"]
@@ -42,12 +47,14 @@ def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
   config = make_config(real_data_dir)
   data = input_pipeline.load_data(config)
   model = models.create_model(config.model, 10)
-  state = experiment.create_train_state(config, model, (32, 32, 1), experiment.create_optimizer(config, 0.1))
+  state = experiment.create_train_state(
+    config, model, (32, 32, 1), experiment.create_optimizer(config, 0.1)
+  )
   devices = parallel.DataParallel(num_devices=1)
   eval_step = evaluation.create_eval_steps(config, data.stats, devices)["single"]
   evaluate = lambda batch_size: evaluation.evaluate(
-      devices.replicate(state), input_pipeline.eval_batches(data.eval, batch_size), eval_step,
-      devices)
+    devices.replicate(state), input_pipeline.eval_batches(data.eval, batch_size), eval_step, devices
+  )
   reference = evaluate(500)
   assert reference["num_examples"] == 10_000
   for batch_size in (10_000, 999, 4096, 12_345):
@@ -59,13 +66,14 @@ def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
 
 
 def test_topk_errors_on_hand_made_logits():
-  logits = np.array([[5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5],
-                     [9, 9, 9, 9, 9, 0]], np.float32)
+  logits = np.array(
+    [[5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], [9, 9, 9, 9, 9, 0]], np.float32
+  )
   labels = np.array([0, 0, 1, 5])
   mask = np.array([1, 1, 1, 0], np.float32)
   counts = jax.device_get(evaluation.classification_counts(logits, labels, mask))
-  assert counts["top1_errors"] == 2      # rows 1 and 2 (row 3 is masked)
-  assert counts["top5_errors"] == 1      # row 1: class 0 ranks last
+  assert counts["top1_errors"] == 2  # rows 1 and 2 (row 3 is masked)
+  assert counts["top5_errors"] == 1  # row 1: class 0 ranks last
   assert counts["count"] == 3
   expected_loss = -sum(jax.nn.log_softmax(logits[i])[labels[i]] for i in range(3))
   assert counts["loss"] == pytest.approx(float(expected_loss), rel=1e-6)
@@ -79,7 +87,9 @@ def test_run_writes_results_curves_and_logs(trained_tiny_run):
   assert results["single"]["num_examples"] == TINY_TEST and results["single"]["step"] == 40
   assert results["single"]["top1_error"] == pytest.approx(metrics["top1_error"])
   assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-  assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard"))
+  assert any(
+    name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard")
+  )
   rows = reporting.read_metrics(tmp_path)
   assert [r["step"] for r in rows["train"]] == [10, 20, 30, 40]
   assert [r["step"] for r in rows["eval"]] == [20, 40]
@@ -89,7 +99,8 @@ def test_run_writes_results_curves_and_logs(trained_tiny_run):
 
 @pytest.mark.slow
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
-    tiny_config, tmp_path, capsys, monkeypatch):
+  tiny_config, tmp_path, capsys, monkeypatch
+):
   straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
   crash_after_checkpoint(monkeypatch, 40, tiny_config(num_train_steps=60), tmp_path / "resumed")
   capsys.readouterr()
@@ -107,7 +118,9 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
 
 def test_eval_restores_the_newest_checkpoint(tiny_config, tmp_path, trained_tiny_run):
   trained = trained_tiny_run.metrics
-  metrics = evaluation.evaluate_workdir(tiny_config(), trained_tiny_run.copy(tmp_path / "run"))["single"]
+  metrics = evaluation.evaluate_workdir(tiny_config(), trained_tiny_run.copy(tmp_path / "run"))[
+    "single"
+  ]
   assert metrics["step"] == 40
   for key in ("top1_error", "top5_error", "num_examples"):
     assert metrics[key] == trained[key]
@@ -126,7 +139,8 @@ def test_learning_rate_schedules(tiny_config):
   config.schedule.step_epochs = (4, 8)
   lr = schedules.create_learning_rate_fn(config, 512)
   assert [float(lr(s)) for s in (0, 4, 8, 31, 32, 63, 64, 79)] == pytest.approx(
-      [0.0, 0.025, 0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005])
+    [0.0, 0.025, 0.05, 0.05, 0.005, 0.005, 0.0005, 0.0005]
+  )
   config.schedule.name = "cosine"
   lr = schedules.create_learning_rate_fn(config, 512)
   assert float(lr(8)) == pytest.approx(0.05)
@@ -139,8 +153,14 @@ def test_timetable_logs_evaluates_and_checkpoints_every_n_steps_and_at_the_end()
   timetable = schedules.Timetable.from_config(config, last_step=47)
   due = {step: timetable.due(step) for step in range(1, 48) if timetable.due(step)}
   log, evaluate, save = schedules.LOG, schedules.EVALUATE, schedules.CHECKPOINT
-  assert due == {10: {log}, 20: {log, save}, 25: {evaluate}, 30: {log}, 40: {log, save},
-                 47: {log, evaluate, save}}
+  assert due == {
+    10: {log},
+    20: {log, save},
+    25: {evaluate},
+    30: {log},
+    40: {log, save},
+    47: {log, evaluate, save},
+  }
   assert timetable.due(13, stopping=True) == {log, save}  # SIGTERM: log and save, no eval
 
 
@@ -158,26 +178,28 @@ def test_workdir_written_before_a_field_was_renamed_is_still_ours(tiny_config, t
 
 
 BAD_CONFIGS = [
-    ({"model__name": "lenet6"}, "unknown model 'lenet6'; known: alexnet, .*, lenet5, "),
-    ({"dataset__name": "fashoin_mnist"}, "unknown dataset 'fashoin_mnist'"),
-    ({"batch_size": 0}, "batch_size must be positive, got 0"),
-    ({"optimizer__learning_rate": -0.1}, "optimizer.learning_rate must be positive, got -0.1"),
-    ({"optimizer__learning_rate": 0.0}, "optimizer.learning_rate must be positive, got 0.0"),
-    ({"model__activation": "gelu"}, "unknown model.activation 'gelu'"),
-    ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
-    ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
-    ({"schedule__name": "poly"}, "unknown schedule.name 'poly'"),
-    ({"dataset__pad": 0}, "model 'lenet5': the network cannot take input 28×28×1"),
-    ({"model__remove": "f7"}, "cannot remove 'f7': no such layer; valid names: c1, s2, c3"),
-    ({"model__remove": "output"}, "cannot remove 'output': it produces the class scores"),
-    ({"model__widths": "f6=abc"}, "bad model.widths entry 'f6=abc'"),
-    ({"model__norm": "lrn"}, "model 'lenet5' has no LRN layers"),
-    ({"dataset__train_split": "training"}, "unknown split 'training'"),
+  ({"model__name": "lenet6"}, "unknown model 'lenet6'; known: alexnet, .*, lenet5, "),
+  ({"dataset__name": "fashoin_mnist"}, "unknown dataset 'fashoin_mnist'"),
+  ({"batch_size": 0}, "batch_size must be positive, got 0"),
+  ({"optimizer__learning_rate": -0.1}, "optimizer.learning_rate must be positive, got -0.1"),
+  ({"optimizer__learning_rate": 0.0}, "optimizer.learning_rate must be positive, got 0.0"),
+  ({"model__activation": "gelu"}, "unknown model.activation 'gelu'"),
+  ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
+  ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
+  ({"schedule__name": "poly"}, "unknown schedule.name 'poly'"),
+  ({"dataset__pad": 0}, "model 'lenet5': the network cannot take input 28×28×1"),
+  ({"model__remove": "f7"}, "cannot remove 'f7': no such layer; valid names: c1, s2, c3"),
+  ({"model__remove": "output"}, "cannot remove 'output': it produces the class scores"),
+  ({"model__widths": "f6=abc"}, "bad model.widths entry 'f6=abc'"),
+  ({"model__norm": "lrn"}, "model 'lenet5' has no LRN layers"),
+  ({"dataset__train_split": "training"}, "unknown split 'training'"),
 ]
 
 
 @pytest.mark.parametrize("overrides,message", BAD_CONFIGS)
-def test_bad_config_is_refused_before_anything_is_written(tiny_config, tmp_path, overrides, message):
+def test_bad_config_is_refused_before_anything_is_written(
+  tiny_config, tmp_path, overrides, message
+):
   with pytest.raises(ValueError, match=message):
     train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
@@ -199,38 +221,62 @@ def test_workdir_of_another_model_is_refused_and_kept(tiny_config, trained_tiny_
 
 
 def run_script(*args, cwd=REPO):
-  return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(
+    [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+  )
 
 
 @pytest.mark.slow
 def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
   # Run from another folder with a relative workdir, as a user would.
-  result = run_script(str(REPO / "train.py"), f"--config={REPO}/configs/default.py", "--workdir=run",
-                      f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic",
-                      "--config.batch_size=32", "--config.num_train_steps=16",
-                      "--config.eval_every_steps=16", "--config.log_every_steps=8",
-                      "--config.checkpoint_every_steps=8", cwd=tmp_path)
+  result = run_script(
+    str(REPO / "train.py"),
+    f"--config={REPO}/configs/default.py",
+    "--workdir=run",
+    f"--config.dataset.data_dir={tiny_data_dir}",
+    "--config.model.form=classic",
+    "--config.batch_size=32",
+    "--config.num_train_steps=16",
+    "--config.eval_every_steps=16",
+    "--config.log_every_steps=8",
+    "--config.checkpoint_every_steps=8",
+    cwd=tmp_path,
+  )
   assert result.returncode == 0, result.stderr
   assert "step 16/16" in result.stdout and "test top-1 error" in result.stdout
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["16", "8"]
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert saved["model"]["form"] == "classic" and saved["batch_size"] == 32
-  result = run_script(str(REPO / "eval.py"), f"--config={REPO}/configs/default.py", "--workdir=run",
-                      f"--config.dataset.data_dir={tiny_data_dir}", "--config.model.form=classic",
-                      cwd=tmp_path)
+  result = run_script(
+    str(REPO / "eval.py"),
+    f"--config={REPO}/configs/default.py",
+    "--workdir=run",
+    f"--config.dataset.data_dir={tiny_data_dir}",
+    "--config.model.form=classic",
+    cwd=tmp_path,
+  )
   assert result.returncode == 0, result.stderr
-  assert "step 16, single: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
+  assert (
+    "step 16, single: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
+  )
 
 
-@pytest.mark.parametrize("flag,message", [
+@pytest.mark.parametrize(
+  "flag,message",
+  [
     ("--config.model.nmae=lenet5", "nmae"),
     ("--config.model.name=vgg17", "error: unknown model 'vgg17'; known: alexnet"),
     ("--config.batch_size=-8", "error: batch_size must be positive, got -8"),
-])
+  ],
+)
 def test_command_line_errors_exit_nonzero_with_one_line(tiny_data_dir, tmp_path, flag, message):
-  result = run_script("train.py", "--config=configs/default.py", f"--workdir={tmp_path / 'run'}",
-                      f"--config.dataset.data_dir={tiny_data_dir}", flag)
+  result = run_script(
+    "train.py",
+    "--config=configs/default.py",
+    f"--workdir={tmp_path / 'run'}",
+    f"--config.dataset.data_dir={tiny_data_dir}",
+    flag,
+  )
   assert result.returncode != 0
   assert message in result.stderr
   assert "Traceback" not in result.stderr
@@ -239,13 +285,16 @@ def test_command_line_errors_exit_nonzero_with_one_line(tiny_data_dir, tmp_path,
 
 @pytest.mark.slow
 def test_batch_norm_network_trains_evaluates_and_resumes(tiny_config, tmp_path, monkeypatch):
-  config = lambda: tiny_config(model__name="cifar_resnet20", num_train_steps=30,
-                               eval_every_steps=10, checkpoint_every_steps=10)
+  config = lambda: tiny_config(
+    model__name="cifar_resnet20", num_train_steps=30, eval_every_steps=10, checkpoint_every_steps=10
+  )
   straight = train.train_and_evaluate(config(), tmp_path / "straight")
   crash_after_checkpoint(monkeypatch, 20, config(), tmp_path / "resumed")
   assert train.train_and_evaluate(config(), tmp_path / "resumed") == straight
   restored = checkpoints.read(tmp_path / "straight", 30)
   stats = restored["batch_stats"]["conv1_bn"]
   assert float(np.abs(stats["mean"]).max()) > 0  # running statistics were updated and saved
-  assert evaluation.evaluate_workdir(config(), tmp_path / "straight")["single"]["top1_error"] == \
-      straight["top1_error"]
+  assert (
+    evaluation.evaluate_workdir(config(), tmp_path / "straight")["single"]["top1_error"]
+    == straight["top1_error"]
+  )

@@ -15,6 +15,7 @@ from configs import default
 def get_config() -> ml_collections.ConfigDict:
   study = ml_collections.ConfigDict()
   study.base = default.get_config()  # ReLU
-  study.variants = tuple((name, {"model.activation": name})
-                         for name in ("tanh", "sigmoid", "leaky_relu", "swish"))
+  study.variants = tuple(
+    (name, {"model.activation": name}) for name in ("tanh", "sigmoid", "leaky_relu", "swish")
+  )
   return study

@@ -15,8 +15,8 @@ def get_config() -> ml_collections.ConfigDict:
   study = ml_collections.ConfigDict()
   study.base = alexnet.get_config()
   study.variants = (
-      ("no_random_crop", {"augment.random_crop": False}),
-      ("no_flip", {"augment.flip": False}),
-      ("no_pca_lighting", {"augment.pca_lighting": 0.0}),
+    ("no_random_crop", {"augment.random_crop": False}),
+    ("no_flip", {"augment.flip": False}),
+    ("no_pca_lighting", {"augment.pca_lighting": 0.0}),
   )
   return study

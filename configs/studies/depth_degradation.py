@@ -15,8 +15,8 @@ def get_config() -> ml_collections.ConfigDict:
   study = ml_collections.ConfigDict()
   study.base = cifar_resnet.get_config("20")  # the baseline: ResNet-20
   study.variants = (
-      ("resnet56", {"model.name": "cifar_resnet56"}),
-      ("plain20", {"model.name": "cifar_plain20"}),
-      ("plain56", {"model.name": "cifar_plain56"}),
+    ("resnet56", {"model.name": "cifar_resnet56"}),
+    ("plain20", {"model.name": "cifar_plain20"}),
+    ("plain56", {"model.name": "cifar_plain56"}),
   )
   return study
