@@ -70,17 +70,13 @@ def train_step(
   images = preprocess(batch["image"], example_keys)
 
   def loss_fn(params):
-    (logits, intermediates), updates = state.apply_fn(
-      {"params": params, "batch_stats": state.batch_stats},
-      images,
-      train=True,
-      rngs={"dropout": dropout_key},
-      mutable=["batch_stats"],
+    logits, intermediates, batch_stats = models.apply_for_training(
+      state.apply_fn, {"params": params, "batch_stats": state.batch_stats}, images, dropout_key
     )
     loss = cross_entropy_loss(logits, batch["label"]).mean()
     for name, weight in aux_loss_weights:
       loss += weight * cross_entropy_loss(intermediates[name], batch["label"]).mean()
-    return loss, (logits, updates.get("batch_stats", state.batch_stats))
+    return loss, (logits, batch_stats)
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new_state = state.apply_scaled_gradients(

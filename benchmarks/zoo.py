@@ -43,14 +43,10 @@ def forward_backward_speed(
   @jax.jit
   def grad_step(variables):
     def loss(params):
-      (logits, _), updates = model.apply(
-        {**variables, "params": params},
-        images,
-        train=True,
-        rngs={"dropout": jax.random.key(2)},
-        mutable=["batch_stats"],
+      logits, _, batch_stats = models.apply_for_training(
+        model.apply, {**variables, "params": params}, images, jax.random.key(2)
       )
-      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), updates
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean(), batch_stats
 
     return jax.grad(loss, has_aux=True)(variables["params"])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -30,6 +31,7 @@ from models.layers import (
 from models.registry import NORMS, REGISTRY, ModelEntry, entry, register
 
 __all__ = [
+  "apply_for_training",
   "ConvNet",
   "ModelEntry",
   "REGISTRY",
@@ -84,6 +86,17 @@ def create_model(model_config: Any, num_classes: int) -> ConvNet:
   kernel_init = model_config.get("kernel_init", "he")
   config_values.check_choice("model.kernel_init", kernel_init, INITIALIZERS)
   return ConvNet(layers, activation, kernel_init, batch_norm, dtype)
+
+
+def apply_for_training(
+  apply_fn: Callable, variables: dict[str, Any], images: jax.Array, dropout_key: jax.Array
+) -> tuple[jax.Array, dict[str, jax.Array], Any]:
+  """A training-mode pass of `apply_fn` (a ConvNet's apply): logits, every layer's output and
+  the updated batch-norm statistics ({} for networks without batch norm)."""
+  (logits, intermediates), updates = apply_fn(
+    variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
+  )
+  return logits, intermediates, updates.get("batch_stats", variables.get("batch_stats", {}))
 
 
 def set_model(config: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:

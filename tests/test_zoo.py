@@ -364,12 +364,8 @@ REAL_RUNS = {
 
 def forward_backward(model, images, variables):
   def loss(p):
-    (logits, _), _ = model.apply(
-      {**variables, "params": p},
-      images,
-      train=True,
-      rngs={"dropout": jax.random.key(1)},
-      mutable=["batch_stats"],
+    logits, _, _ = models.apply_for_training(
+      model.apply, {**variables, "params": p}, images, jax.random.key(1)
     )
     return jnp.sum(jnp.square(logits))
 
