@@ -13,6 +13,7 @@ import os
 import pathlib
 from typing import Any
 
+import config_values
 from input_pipeline import augment, datasets, preprocess
 from input_pipeline.augment import ColorStats
 from input_pipeline.pipeline import SplitReader, eval_batches, train_batches
@@ -49,10 +50,12 @@ def input_shape(config: Any, info: datasets.DatasetInfo) -> tuple[int, int, int]
 def parse_classes(text: str, num_classes: int) -> tuple[int, ...]:
   """ "0-4" or "5,7,9" → the class ids kept (empty: all); a ValueError names a bad entry."""
   classes: list[int] = []
-  for entry in (e.strip() for e in text.split(",") if e.strip()):
+  for entry in config_values.split_list(text):
     first, _, last = entry.partition("-")
     try:
       span = range(int(first), int(last or first) + 1)
+      if not span:  # "7-3"
+        raise ValueError(entry)
     except ValueError:
       raise ValueError(
         f"bad dataset.classes entry {entry!r}; use ids and ranges, e.g. \"0-4\" or \"5,7,9\""

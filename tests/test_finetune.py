@@ -148,6 +148,7 @@ def test_class_subsets_keep_and_relabel_their_examples(tiny_config):
     ("0-12", "class 10 is out of range 0–9"),
     ("1,1", "class 1 is out of range 0–9 or given twice"),
     ("a-b", "bad dataset.classes entry 'a-b'"),
+    ("7-3", "bad dataset.classes entry '7-3'"),  # a reversed range would keep nothing
   ],
 )
 def test_bad_class_subsets_are_refused(tiny_config, tmp_path, classes, message):
