@@ -42,11 +42,12 @@ def parse_pairs(
   return pairs
 
 
-def check_choice(field: str, value: Any, known: Collection) -> None:
-  """Raises "unknown FIELD 'value'; known: a, b, …" unless `value` is one of `known`."""
+def check_choice(field: str, value: Any, known: Collection, of: str = "") -> None:
+  """Raises "unknown FIELD 'value' [of …]; known: a, b, …" unless `value` is one of `known`."""
   if value not in known:
     listed = sorted(known) if isinstance(known, (set, frozenset, Mapping)) else list(known)
-    raise ValueError(f"unknown {field} {value!r}; known: {', '.join(map(str, listed))}")
+    where = f" of {of}" if of else ""
+    raise ValueError(f"unknown {field} {value!r}{where}; known: {', '.join(map(str, listed))}")
 
 
 def choose(field: str, value: str, table: Mapping[str, Value]) -> Value:

@@ -80,11 +80,7 @@ def check_dataset(config: Any) -> datasets.DatasetInfo:
   for split in (dataset.train_split, dataset.eval_split):
     datasets.check_split(info, split)
   input_shape(config, info)
-  if dataset.normalization not in augment.NORMALIZATIONS:
-    raise ValueError(
-      f"unknown dataset.normalization {dataset.normalization!r}; "
-      f"known: {', '.join(augment.NORMALIZATIONS)}"
-    )
+  config_values.check_choice("dataset.normalization", dataset.normalization, augment.NORMALIZATIONS)
   stats_path(config)
   return info
 

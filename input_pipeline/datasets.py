@@ -12,6 +12,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from absl import logging as absl_logging
 
+import config_values
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
@@ -106,11 +108,9 @@ def dataset_info(dataset_config: Any) -> DatasetInfo:
 
 
 def check_split(info: DatasetInfo, split: str) -> None:
-  base = split.split("[")[0]
-  if info.split_sizes and base not in info.split_sizes:
-    raise ValueError(
-      f"unknown split {split!r} of dataset {info.name!r}; "
-      f"known: {', '.join(sorted(info.split_sizes))}"
+  if info.split_sizes:  # "train[:5%]" is a slice of "train"
+    config_values.check_choice(
+      "split", split.split("[")[0], set(info.split_sizes), of=f"dataset {info.name!r}"
     )
 
 

@@ -13,20 +13,21 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+import config_values
+
 RESIZE_MODES = ("shorter_side", "warp")
 
 
 def resize(image: np.ndarray, size: int, mode: str = "shorter_side") -> np.ndarray:
   """uint8 [H, W, C] → shorter side `size` keeping the aspect ("shorter_side"), or
   `size`×`size` ("warp")."""
+  config_values.check_choice("dataset.resize_mode", mode, RESIZE_MODES)
   height, width = image.shape[:2]
   if mode == "shorter_side":
     scale = size / min(height, width)
     new_height, new_width = max(size, round(height * scale)), max(size, round(width * scale))
-  elif mode == "warp":
+  else:  # warp
     new_height = new_width = size
-  else:
-    raise ValueError(f"unknown dataset.resize_mode {mode!r}; known: {', '.join(RESIZE_MODES)}")
   if (new_height, new_width) == (height, width):
     return image
   pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
@@ -50,12 +51,9 @@ def pad(image: np.ndarray, amount: int) -> np.ndarray:
 def stored_shape(dataset_config: Any, image_shape: tuple) -> tuple[int, int, int]:
   """The shape every image has after host preprocessing, or a ValueError if it has none."""
   height, width, channels = image_shape
+  # Checked even when resize is 0, where it is unused: a typo should not wait for the day it is.
+  config_values.check_choice("dataset.resize_mode", dataset_config.resize_mode, RESIZE_MODES)
   if dataset_config.resize:
-    if dataset_config.resize_mode not in RESIZE_MODES:
-      raise ValueError(
-        f"unknown dataset.resize_mode {dataset_config.resize_mode!r}; "
-        f"known: {', '.join(RESIZE_MODES)}"
-      )
     if dataset_config.center_crop > dataset_config.resize:
       raise ValueError(
         f"dataset.center_crop {dataset_config.center_crop} is larger than the "

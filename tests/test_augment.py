@@ -275,6 +275,10 @@ def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp
     ),
     ({"dataset__normalization": "whiten"}, "unknown dataset.normalization 'whiten'"),
     ({"dataset__resize": 0}, "has images of varying size; set dataset.resize"),
+    (
+      {"dataset__resize_mode": "bogus", "dataset__resize": 0, "dataset__center_crop": 0},
+      "unknown dataset.resize_mode 'bogus'; known: shorter_side, warp",
+    ),
   ],
 )
 def test_bad_data_configs_fail_before_anything_runs(tmp_path, overrides, message):
