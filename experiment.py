@@ -69,7 +69,7 @@ def check_config(
     raise ValueError(f"optimizer.momentum must be in [0, 1), got {config.optimizer.momentum}")
   if not 0 <= config.optimizer.weight_decay < np.inf:
     raise ValueError(
-      f"optimizer.weight_decay must be 0 or more, got {config.optimizer.weight_decay}"
+      f"optimizer.weight_decay must be finite and 0 or more, got {config.optimizer.weight_decay}"
     )
   if data_parallel is not None:
     data_parallel.check_batch_size("batch_size", config.batch_size)

@@ -36,12 +36,14 @@ def check(config: ml_collections.ConfigDict) -> None:
     )
   if not 0 < config.optimizer.learning_rate < math.inf:
     raise ValueError(
-      f"optimizer.learning_rate must be positive, got {config.optimizer.learning_rate}"
+      f"optimizer.learning_rate must be positive and finite, got {config.optimizer.learning_rate}"
     )
   schedule = config.schedule
   config_values.check_choice("schedule.name", schedule.name, SCHEDULES)
   if not 0 <= schedule.warmup_epochs < math.inf:
-    raise ValueError(f"schedule.warmup_epochs must be 0 or more, got {schedule.warmup_epochs}")
+    raise ValueError(
+      f"schedule.warmup_epochs must be finite and 0 or more, got {schedule.warmup_epochs}"
+    )
   if schedule.plateau_patience < 1:
     raise ValueError(
       f"schedule.plateau_patience must be at least 1 evaluation, got {schedule.plateau_patience}"

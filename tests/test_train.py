@@ -181,8 +181,20 @@ BAD_CONFIGS = [
   ({"model__name": "lenet6"}, "unknown model 'lenet6'; known: alexnet, .*, lenet5, "),
   ({"dataset__name": "fashoin_mnist"}, "unknown dataset 'fashoin_mnist'"),
   ({"batch_size": 0}, "batch_size must be positive, got 0"),
-  ({"optimizer__learning_rate": -0.1}, "optimizer.learning_rate must be positive, got -0.1"),
-  ({"optimizer__learning_rate": 0.0}, "optimizer.learning_rate must be positive, got 0.0"),
+  (
+    {"optimizer__learning_rate": -0.1},
+    "optimizer.learning_rate must be positive and finite, got -0.1",
+  ),
+  (
+    {"optimizer__learning_rate": 0.0},
+    "optimizer.learning_rate must be positive and finite, got 0.0",
+  ),
+  (
+    {"optimizer__learning_rate": float("inf")},
+    "learning_rate must be positive and finite, got inf",
+  ),
+  ({"optimizer__weight_decay": float("nan")}, "weight_decay must be finite and 0 or more, got nan"),
+  ({"schedule__warmup_epochs": -1.0}, "warmup_epochs must be finite and 0 or more, got -1.0"),
   ({"model__activation": "gelu"}, "unknown model.activation 'gelu'"),
   ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
   ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
