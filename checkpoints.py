@@ -104,16 +104,12 @@ def create_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   return ocp.CheckpointManager(workdir / CHECKPOINTS, options=options)
 
 
-def saved_steps(workdir: str | pathlib.Path) -> list[int]:
-  """The steps of the checkpoints in `workdir`, oldest first."""
+def latest_step(workdir: str | pathlib.Path) -> int | None:
+  """The step of the newest checkpoint in `workdir`, or None."""
   folder = pathlib.Path(workdir) / CHECKPOINTS
   if not folder.is_dir():
-    return []
-  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
-
-
-def latest_step(workdir: str | pathlib.Path) -> int | None:
-  return max(saved_steps(workdir), default=None)
+    return None
+  return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=None)
 
 
 def step_folder(workdir: str | pathlib.Path, step: int) -> pathlib.Path:

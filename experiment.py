@@ -16,6 +16,7 @@ import numpy as np
 import optax
 from flax.training import train_state
 
+import checkpoints
 import finetune
 import input_pipeline
 import models
@@ -86,7 +87,7 @@ def check_config(
   except ValueError as error:
     raise ValueError(f"model {config.model.name!r}: {error}") from error
   finetune.check(config, variables["params"])
-  if config.init_from and not pathlib.Path(config.init_from, "checkpoints").is_dir():
+  if config.init_from and not pathlib.Path(config.init_from, checkpoints.CHECKPOINTS).is_dir():
     raise ValueError(f"init_from {config.init_from}: no checkpoints folder there")
   return info
 

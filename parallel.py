@@ -54,11 +54,10 @@ def configure_cpu_devices(count: int | None = None) -> None:
   """
   if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
     return
-  if count is None:
-    text = os.environ.get(CPU_DEVICES_ENV, str(DEFAULT_CPU_DEVICES))
-    count = int(text) if text.strip().isdigit() else 0
-    if count < 1:
-      raise ValueError(f"${CPU_DEVICES_ENV} must be a positive number of devices, got {text!r}")
+  text = os.environ.get(CPU_DEVICES_ENV, str(DEFAULT_CPU_DEVICES)) if count is None else str(count)
+  count = int(text) if text.strip().isdigit() else 0
+  if count < 1:
+    raise ValueError(f"${CPU_DEVICES_ENV} must be a positive number of devices, got {text!r}")
   jax.config.update("jax_num_cpu_devices", count)
 
 
