@@ -29,6 +29,10 @@ AXIS = "batch"
 # LeNet-5, CIFAR ResNet-20 and AlexNet; figures in the README).
 DEFAULT_CPU_DEVICES = min(os.cpu_count() or 1, 8)
 CPU_DEVICES_ENV = "CONVZOO_CPU_DEVICES"
+# XLA:CPU removes optimization barriers before fusion (its "cse_barrier_expander" pass), so
+# the ones the models place (models/layers.py, Residual) would change nothing. Kept, they cut
+# a CIFAR ResNet-56 step from 2.1x a plain-56's to the same (benchmarks/versus_pytorch.py).
+CPU_COMPILER_OPTIONS = {"xla_disable_hlo_passes": "cse_barrier_expander"}
 
 
 def mean(tree: Any) -> Any:
@@ -96,6 +100,20 @@ def any_process(flag: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
 
 
+def compiled_with(mapped: Callable, options: dict[str, str]) -> Callable:
+  """`mapped` compiled with XLA `options`, once per argument structure, shapes and types."""
+  executables = {}
+
+  def call(*args):
+    leaves, structure = jax.tree.flatten(args)
+    key = (structure, tuple(jax.typeof(leaf) for leaf in leaves))
+    if key not in executables:
+      executables[key] = mapped.lower(*args).compile(compiler_options=options)
+    return executables[key](*args)
+
+  return call
+
+
 class DataParallel:
   """Maps per-device steps over `num_devices` local devices (0: all; every device across hosts)."""
 
@@ -141,7 +159,10 @@ class DataParallel:
     batches)."""
     devices = self.devices if jax.process_count() == 1 else None
     mapped = jax.pmap(step, axis_name=AXIS, donate_argnums=tuple(donate), devices=devices)
-    if self.num_devices == 1 or self.devices[0].platform != "cpu":
+    if self.devices[0].platform != "cpu":
+      return mapped
+    mapped = compiled_with(mapped, CPU_COMPILER_OPTIONS)
+    if self.num_devices == 1:
       return mapped
     # XLA:CPU's host devices share the host's threads: with two multi-device steps in flight,
     # one step's all-reduce can wait forever for a device thread the other holds (measured

@@ -12,7 +12,6 @@ benchmarks/results/devices.md as well.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import pathlib
@@ -42,55 +41,17 @@ CASES = {
 }
 
 
-def load_config(spec: str):
-  """`configs/NAME.py[:ARGUMENT]` → its get_config(ARGUMENT)."""
-  path, _, argument = spec.partition(":")
-  module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
-  return module.get_config(argument) if argument else module.get_config()
-
-
 def time_child(name: str, with_checkpoint: bool) -> dict:
   """Images/s of the mapped train step in this process (and a checkpoint save's cost)."""
-  import jax
-  import numpy as np
-
   import checkpoints
-  import experiment
   import parallel
-  import train
-  from input_pipeline import augment
 
   spec, batch_size, steps = CASES[name]
-  config = load_config(spec)
-  config.batch_size = batch_size
+  run = stepping.synthetic_train_step(
+    stepping.load_config(spec), batch_size, 10 if name != "alexnet" else 1000
+  )
   data_parallel = parallel.DataParallel()
-  num_classes = 10 if name != "alexnet" else 1000
-  # The stored (host-preprocessed) shape each config feeds: 28×28 padded by 2; 32×32 padded by
-  # 4 (He et al. §4.2); ImageNet's central 256×256.
-  stored = {"lenet5": (32, 32, 1), "cifar_resnet20": (40, 40, 3)}.get(name, (256, 256, 3))
-  size = config.dataset.crop_size or stored[0]
-  channels = stored[2]
-  stats = augment.ColorStats(
-    np.full(channels, 0.5),
-    np.full(channels, 0.25),
-    np.full(stored, 0.5),
-    np.full(channels, 0.01),
-    np.eye(channels),
-  )
-  model, learning_rate_fn, state = experiment.create_model_and_state(
-    config, num_classes, (size, size, channels), 100 * batch_size
-  )
-  rng = np.random.default_rng(0)
-  batch = data_parallel.shard(
-    {
-      "image": rng.integers(0, 256, (batch_size, *stored), dtype=np.uint8),
-      "label": rng.integers(0, num_classes, batch_size).astype(np.int32),
-    }
-  )
-  step = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
-  state, seconds = stepping.seconds_per_step(
-    step, data_parallel.replicate(state), batch, steps, warmup=2
-  )
+  state, seconds = stepping.seconds_per_step(run.step, run.state, run.batch, steps, warmup=2)
   result = {
     "images_per_second": batch_size / seconds,
     "step_seconds": seconds,
@@ -107,7 +68,7 @@ def time_child(name: str, with_checkpoint: bool) -> dict:
       result.update(
         save_blocking_seconds=blocking,
         save_seconds=time.perf_counter() - start,
-        parameters=sum(x.size for x in jax.tree.leaves(data_parallel.unreplicate(state.params))),
+        parameters=run.parameters,
       )
       manager.close()
   return result

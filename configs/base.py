@@ -18,6 +18,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.remove = ""  # layers to remove, e.g. "f6" or "fc7,conv4"
   config.model.widths = ""  # widths to change, e.g. "f6=120" or "fc6=2048,fc7=2048"
   config.model.dtype = "float32"  # compute dtype: float32 or bfloat16
+  # auto: on the CPU, convolutions whose passes use the formulation measured fastest per layer
+  # shape (models/conv.py); XLA's own elsewhere. Or xla, cpu.
+  config.model.conv_impl = "auto"
 
   config.dataset = ml_collections.ConfigDict()
   config.dataset.name = "fashion_mnist"

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import ml_collections
 
 import config_values
+from models import conv
 from models.layers import (
   ACTIVATIONS,
   INITIALIZERS,
@@ -85,7 +86,9 @@ def create_model(model_config: Any, num_classes: int) -> ConvNet:
   config_values.check_choice("model.activation", activation, ACTIVATIONS)
   kernel_init = model_config.get("kernel_init", "he")
   config_values.check_choice("model.kernel_init", kernel_init, INITIALIZERS)
-  return ConvNet(layers, activation, kernel_init, batch_norm, dtype)
+  conv_impl = model_config.get("conv_impl", "auto")
+  config_values.check_choice("model.conv_impl", conv_impl, conv.IMPLEMENTATIONS)
+  return ConvNet(layers, activation, kernel_init, batch_norm, dtype, conv_impl=conv_impl)
 
 
 def apply_for_training(

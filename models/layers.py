@@ -12,6 +12,7 @@ layers that follow adapt to the new shapes by themselves.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -20,6 +21,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 import config_values
+from models import conv as convolution
 
 Array = jax.Array
 BATCH_NORM_SUFFIX = "_bn"  # a convolution's batch norm is named after it: conv1 → conv1_bn
@@ -61,6 +63,7 @@ class Context:
   axis_name: str | None = (
     None  # the devices' batch axis: statistics and masks span the global batch
   )
+  conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
 
   def conv(
     self,
@@ -85,6 +88,7 @@ class Context:
       use_bias=use_bias and not self.batch_norm,
       kernel_init=self.kernel_init,
       dtype=self.dtype,
+      conv_general_dilated=functools.partial(convolution.flax_conv, implementation=self.conv_impl),
       name=name,
     )(x)
     if self.batch_norm:
@@ -339,6 +343,14 @@ class Residual(Block):
       y = ctx.conv(y, out_features, 1, activation=False, name="conv3")
     if self.residual:
       y = y + self.shortcut_path(x, out_features, ctx)
+      # The residual stream is a chain of elementwise ops (add, ReLU, batch norm's scale and
+      # shift) from one block to the next, and XLA's fusion, which may duplicate elementwise
+      # producers into consumers, recomputed the whole chain back to the stage's start inside
+      # every fusion that reads a block's output (the activation transposes of the weight
+      # gradients): work quadratic in depth, read in scattered order. A ResNet-56 step took
+      # twice a plain-56's. The barrier makes each block's output a value that is stored once
+      # and read back (XLA:CPU keeps it only with parallel.CPU_COMPILER_OPTIONS).
+      return jax.lax.optimization_barrier(ctx.activation(y))
     return ctx.activation(y)
 
   def shortcut_path(self, x: Array, out_features: int, ctx: Context) -> Array:
@@ -422,6 +434,7 @@ class ConvNet(nn.Module):
   batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None  # set when training data-parallel (parallel.AXIS)
+  conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
@@ -432,6 +445,7 @@ class ConvNet(nn.Module):
       self.dtype,
       train,
       self.axis_name,
+      self.conv_impl,
     )
     x = x.astype(self.dtype)
     intermediates = {}

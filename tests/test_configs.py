@@ -21,7 +21,16 @@ CONFIGS = [
 ]
 
 
-GENERIC_MODEL_FIELDS = {"name", "activation", "kernel_init", "norm", "remove", "widths", "dtype"}
+GENERIC_MODEL_FIELDS = {
+  "name",
+  "activation",
+  "kernel_init",
+  "norm",
+  "remove",
+  "widths",
+  "dtype",
+  "conv_impl",
+}
 
 
 def load(spec: str):
