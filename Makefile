@@ -10,7 +10,7 @@ WORKDIR     ?= workdirs/default
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
 
-.PHONY: main test test-fast lint setup data bench clean-env
+.PHONY: main test test-fast lint setup data bench bench-pytorch clean-env
 
 main: setup data
 	$(PY) train.py --config=configs/default.py --workdir=$(WORKDIR)
@@ -48,11 +48,20 @@ $(PREPARED): | $(VENV)/.installed
 	$(PY) -m input_pipeline.fashion_mnist --data_dir=$(DATA_DIR)
 
 # Figures are steadier under jemalloc (apt-get install libjemalloc2): the VM returns freed memory.
-bench: setup data
-	@if ldconfig -p | grep -q libjemalloc.so.2; then \
+JEMALLOC := if ldconfig -p | grep -q libjemalloc.so.2; then \
 	  export LD_PRELOAD=libjemalloc.so.2 MALLOC_CONF=retain:true,dirty_decay_ms:-1,muzzy_decay_ms:-1; \
-	else echo "note: libjemalloc2 not installed; timings will be noisier"; fi; \
-	$(PY) benchmarks/train_loop.py && $(PY) benchmarks/devices.py
+	else echo "note: libjemalloc2 not installed; timings will be noisier"; fi
+
+bench: setup data
+	@$(JEMALLOC); $(PY) benchmarks/train_loop.py && $(PY) benchmarks/devices.py
+
+# PyTorch is a benchmark-only dependency, in a virtualenv of its own (CPU build from PyPI).
+TORCH_VENV := .venv-torch
+bench-pytorch: setup
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -c "import torch" 2>/dev/null || \
+	  $(TORCH_VENV)/bin/pip install --quiet torch==2.13.0
+	@$(JEMALLOC); $(PY) benchmarks/versus_pytorch.py
 
 clean-env:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TORCH_VENV)

@@ -23,9 +23,11 @@ CURVES_FILE = "curves.png"
 
 class MetricsWriter:
   """Writes scalars as TensorBoard events (`DIR/tensorboard`) and JSON lines
-  (`DIR/metrics.jsonl`)."""
+  (`DIR/metrics.jsonl`); each line also says `seconds_so_far`, since this process `started`
+  (`time.perf_counter()`; default: now), compile and loading included."""
 
-  def __init__(self, workdir: pathlib.Path, start_step: int = 0):
+  def __init__(self, workdir: pathlib.Path, start_step: int = 0, started: float | None = None):
+    self._started = time.perf_counter() if started is None else started
     # purge_step hides events a killed run wrote after its last checkpoint.
     self._tensorboard = tensorboardX.SummaryWriter(
       str(workdir / "tensorboard"), purge_step=start_step or None
@@ -36,7 +38,9 @@ class MetricsWriter:
   def write(self, step: int, split: str, scalars: Mapping[str, float]) -> None:
     for name, value in scalars.items():
       self._tensorboard.add_scalar(f"{split}/{name}", value, step)
-    self._jsonl.write(json.dumps({"step": step, "split": split, **scalars}) + "\n")
+    seconds = round(time.perf_counter() - self._started, 2)
+    row = {"step": step, "split": split, "seconds_so_far": seconds, **scalars}
+    self._jsonl.write(json.dumps(row) + "\n")
     self._jsonl.flush()
 
   def close(self) -> None:

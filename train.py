@@ -124,6 +124,7 @@ def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> dict[str, Any]:
   """Trains (resuming from `workdir` if it holds a checkpoint); returns the final eval metrics."""
+  started = time.perf_counter()  # metrics rows say how long the run has taken: seconds_so_far
   workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
   parallel.initialize_distributed(config)
   data_parallel = parallel.DataParallel(config.num_devices)
@@ -159,7 +160,7 @@ def train_and_evaluate(
     train_step = create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
     with Preemption(config.log_every_steps) as preemption:
       final_metrics = train_loop(
-        config, state, data, workdir, manager, train_step, data_parallel, preemption
+        config, state, data, workdir, manager, train_step, data_parallel, preemption, started
       )
   finally:
     manager.wait_until_finished()  # a save in flight completes even when the loop fails
@@ -211,6 +212,7 @@ def train_loop(
   mapped_train_step: Callable,
   data_parallel: parallel.DataParallel,
   preemption: Preemption,
+  started: float | None = None,
 ) -> dict[str, Any]:
   """Steps from the state's step to the last, logging, evaluating and checkpointing on schedule.
 
@@ -223,7 +225,7 @@ def train_loop(
   eval_steps = evaluation.create_eval_steps(config, data.stats, data_parallel)
   batches = device_batches(config, data, start_step, data_parallel)
   lead = parallel.is_lead_process()
-  writer = reporting.MetricsWriter(workdir, start_step) if lead else reporting.NullWriter()
+  writer = reporting.MetricsWriter(workdir, start_step, started) if lead else reporting.NullWriter()
   progress = reporting.Progress(start_step, num_steps, config.batch_size)
   pending: list[tuple[int, dict[str, jax.Array]]] = []
   final_metrics = None

@@ -110,10 +110,27 @@ class Context:
 
 
 def pool(x: Array, kind: str, window: int, stride: int, padding: int | str = 0) -> Array:
+  if window == stride and padding in (0, "VALID"):
+    return tiled_pool(x, kind, window)
   pad = padding if isinstance(padding, str) else [(padding, padding)] * 2
   if kind == "max":
     return nn.max_pool(x, (window, window), (stride, stride), pad)
   return nn.avg_pool(x, (window, window), (stride, stride), pad, count_include_pad=False)
+
+
+def tiled_pool(x: Array, kind: str, window: int) -> Array:
+  """Non-overlapping pooling (LeNet-5's and VGG's 2×2/2) as a reshape and a reduction.
+
+  Equal to `reduce_window` with VALID padding, but XLA:CPU runs it as one fused loop, and its
+  gradient is elementwise instead of a select-and-scatter: the pools of a LeNet-5 step took
+  a third of its compute time the other way (profiled). A max pool's gradient is shared among
+  tied maxima instead of going to the first (after a ReLU, ties are windows of zeros, whose
+  gradient the ReLU stops either way).
+  """
+  n, height, width, channels = x.shape
+  rows, cols = height // window, width // window
+  tiles = x[:, : rows * window, : cols * window].reshape(n, rows, window, cols, window, channels)
+  return tiles.max(axis=(2, 4)) if kind == "max" else tiles.mean(axis=(2, 4))
 
 
 def local_response_norm(

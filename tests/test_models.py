@@ -112,3 +112,24 @@ def test_bfloat16_compute_keeps_float32_parameters_and_logits():
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(variables))
   assert intermediates["c1"].dtype == jnp.bfloat16
   assert logits.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("kind", ["max", "avg"])
+@pytest.mark.parametrize("size, window", [(8, 2), (9, 2), (7, 3)])
+def test_tiled_pooling_equals_reduce_window(kind, size, window):
+  """Non-overlapping pools take the reshape route; values and (tie-free) gradients are
+  reduce_window's, including sizes the window does not divide (VALID drops the remainder)."""
+  from flax import linen as nn
+
+  from models.layers import pool
+
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
+  flax_pool = nn.max_pool if kind == "max" else nn.avg_pool
+  expected = flax_pool(x, (window, window), (window, window), "VALID")
+  np.testing.assert_allclose(pool(x, kind, window, window), expected, rtol=1e-6)
+  weights = jax.random.normal(jax.random.key(1), expected.shape)
+  grad = jax.grad(lambda x: jnp.sum(pool(x, kind, window, window) * weights))(x)
+  expected_grad = jax.grad(
+    lambda x: jnp.sum(flax_pool(x, (window, window), (window, window), "VALID") * weights)
+  )(x)
+  np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-7)
