@@ -38,6 +38,10 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 IMPLEMENTATIONS = ("auto", "xla", "cpu")
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 CACHE_ENV = "CONVZOO_CACHE_DIR"  # where measured routes are kept; default ~/.cache/convzoo
+# Below this many multiply-adds a convolution takes microseconds by any formulation, and the
+# measurement (a compile per candidate, ~0.1 s each) would cost more than a run could win back:
+# such shapes (test-sized batches, mostly) use XLA's own without measuring.
+MIN_MEASURED_MACS = 2_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +66,12 @@ class ConvShape:
       (width + left + right - kw) // self.stride + 1,
       features,
     )
+
+  @property
+  def multiply_adds(self) -> int:
+    n, out_h, out_w, features = self.output
+    kh, kw, channels, _ = self.kernel
+    return n * out_h * out_w * features * kh * kw * channels
 
   def key(self) -> str:
     return (
@@ -268,6 +278,8 @@ def _seconds(function: Callable, operands: tuple, budget: float = 0.2) -> float:
 def route(direction: str, shape: ConvShape) -> str:
   """The formulation of `direction` measured fastest for `shape` on this machine."""
   options = candidates(direction, shape)
+  if shape.multiply_adds < MIN_MEASURED_MACS:
+    return "xla"
   key = f"{direction}:{shape.key()}"
   known = _routes_on_disk().get(key)
   if known in options:
