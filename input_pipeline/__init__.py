@@ -9,10 +9,13 @@ network inputs with `augment.make_train_preprocess` / `make_eval_preprocess`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import pathlib
 from typing import Any
 
+import caches
 import config_values
 from input_pipeline import augment, datasets, preprocess
 from input_pipeline.augment import ColorStats
@@ -144,13 +147,28 @@ def load_stats(config: Any, train: SplitReader, channels: int) -> ColorStats:
 def open_reader(config: Any, split: str, info: datasets.DatasetInfo) -> SplitReader:
   dataset = config.dataset
   shape = preprocess.stored_shape(dataset, info.image_shape)
+  source = datasets.open_source(dataset, split)
   return SplitReader(
-    datasets.open_source(dataset, split),
+    source,
     preprocess.make_host_preprocess(dataset),
     shape,
     dataset.num_workers or os.cpu_count() or 1,
     int(dataset.cache_gb * 2**30),
+    decoded_file(dataset, split, source.fingerprint(), shape),
   )
+
+
+def decoded_file(
+  dataset: Any, split: str, fingerprint: str | None, shape: tuple[int, ...]
+) -> pathlib.Path | None:
+  """Where a split held in memory keeps its decoded, host-preprocessed images between runs:
+  named by everything they depend on (the prepared files and the host preprocessing)."""
+  if fingerprint is None:
+    return None
+  recipe = [fingerprint, list(shape)] + [dataset[f] for f in preprocess.HOST_FIELDS]
+  digest = hashlib.sha256(json.dumps(recipe).encode()).hexdigest()[:16]
+  slug = "".join(c if c.isalnum() else "_" for c in f"{dataset.name}-{split}")
+  return caches.root() / "decoded" / f"{slug}-{digest}.npz"
 
 
 def load_data(config: Any) -> Data:

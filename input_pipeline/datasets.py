@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import pathlib
@@ -120,6 +121,7 @@ class TfdsSource:
   def __init__(self, name: str, split: str, data_dir: str):
     absl_logging.get_absl_logger().addFilter(_DROP_OPENCV_ADVICE)  # added once, however often
     self._records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    self._split = split
 
   def __len__(self) -> int:
     return len(self._records)
@@ -127,6 +129,17 @@ class TfdsSource:
   def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
     record = self._records[int(index)]
     return np.asarray(record["image"]), int(record["label"])
+
+  def fingerprint(self) -> str | None:
+    """What identifies the split's prepared files: their folder, names, sizes and modification
+    times (None inside tfds.testing, which generates records without files)."""
+    if _tfds_is_mocked():
+      return None
+    folder = pathlib.Path(self._records.dataset_info.data_dir).resolve()
+    files = sorted(
+      (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir() if p.is_file()
+    )
+    return json.dumps([str(folder), self._split, files])
 
   def get_many(self, indices: np.ndarray) -> list[tuple[np.ndarray, int]]:
     """Several examples in one ArrayRecord read (much faster than one by one for small images)."""
@@ -170,6 +183,10 @@ class SyntheticSource:
     colour = np.random.default_rng([c.seed, 2, label]).integers(0, 160, c.channels)
     noise = rng.integers(0, 96, (c.image_size, c.image_size, c.channels))
     return (colour + noise).astype(np.uint8), label
+
+  def fingerprint(self) -> None:
+    """Never cached: generating is as fast as reading back."""
+    return None
 
   def get_many(self, indices: np.ndarray) -> list[tuple[np.ndarray, int]]:
     return [self[i] for i in indices]

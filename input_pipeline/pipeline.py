@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import math
+import pathlib
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
+
+import caches
 
 
 class SplitReader:
@@ -26,6 +30,7 @@ class SplitReader:
     shape: tuple[int, ...],
     num_workers: int,
     cache_bytes: int,
+    decoded_file: pathlib.Path | None = None,
   ):
     self._source, self._preprocess, self.shape = source, preprocess, tuple(shape)
     self._pool = concurrent.futures.ThreadPoolExecutor(max(1, num_workers))
@@ -33,7 +38,7 @@ class SplitReader:
     self.cached = len(source) * math.prod(shape) <= cache_bytes
     self._images = self._labels = None
     if self.cached:
-      self._images, self._labels = self._read_all()
+      self._images, self._labels = self._decoded(decoded_file)
 
   def __len__(self) -> int:
     return len(self._source) if self._labels is None else len(self._labels)
@@ -58,6 +63,24 @@ class SplitReader:
       self._pool.map(self._read_one, indices, chunksize=64)
     ):
       images[position], labels[position] = image, label
+    return images, labels
+
+  def _decoded(self, path: pathlib.Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """The whole split from `path` (a copy this class wrote before), else read and decoded from
+    the source and written there. Decoding Fashion-MNIST's 70,000 PNGs took 9.7 s of every
+    run's start (profiled: TFDS deserialisation and PIL), reading them back 0.1 s."""
+    expected = (len(self._source), *self.shape)
+    if path is not None and path.exists():
+      try:
+        with np.load(path) as stored:
+          images, labels = stored["images"], stored["labels"]
+        if images.shape == expected and images.dtype == np.uint8 and len(labels) == expected[0]:
+          return images, labels.astype(np.int32)
+      except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # a damaged copy is read again from the source and replaced
+    images, labels = self._read_all()
+    if path is not None:
+      caches.write_atomically(path, lambda f: np.savez(f, images=images, labels=labels))
     return images, labels
 
   def _read_all(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:

@@ -83,6 +83,9 @@ def stored_shape(dataset_config: Any, image_shape: tuple) -> tuple[int, int, int
   return height + 2 * dataset_config.pad, width + 2 * dataset_config.pad, channels
 
 
+HOST_FIELDS = ("resize", "resize_mode", "center_crop", "pad")  # the dataset.* fields it reads
+
+
 def make_host_preprocess(dataset_config: Any) -> Callable[[np.ndarray], np.ndarray]:
   """image uint8 [H, W, C] → uint8 [stored shape]: resize, centre crop, pad, as configured."""
 

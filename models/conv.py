@@ -24,7 +24,6 @@ import os
 import pathlib
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
@@ -33,11 +32,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+import caches
+
 Array = jax.Array
 Pads = tuple[tuple[int, int], tuple[int, int]]
 IMPLEMENTATIONS = ("auto", "xla", "cpu")
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
-CACHE_ENV = "CONVZOO_CACHE_DIR"  # where measured routes are kept; default ~/.cache/convzoo
 # Below this many multiply-adds a convolution takes microseconds by any formulation, and the
 # measurement (a compile per candidate, ~0.1 s each) would cost more than a run could win back:
 # such shapes (test-sized batches, mostly) use XLA's own without measuring.
@@ -219,9 +219,8 @@ def candidates(direction: str, shape: ConvShape) -> dict[str, Callable]:
 
 
 def cache_file() -> pathlib.Path:
-  root = os.environ.get(CACHE_ENV) or pathlib.Path.home() / ".cache" / "convzoo"
   machine = f"{platform.machine()}-{os.cpu_count()}cpu-jax{jax.__version__}"
-  return pathlib.Path(root) / f"conv_routes-{machine}.json"
+  return caches.root() / f"conv_routes-{machine}.json"
 
 
 @functools.cache
@@ -236,15 +235,13 @@ def _remember(key: str, route: str) -> None:
   routes = _routes_on_disk()
   routes[key] = route
   path = cache_file()
-  try:  # written whole and renamed, so concurrent runs never read half a file
-    path.parent.mkdir(parents=True, exist_ok=True)
+  try:  # other runs may have added routes since this one read the file
     current = json.loads(path.read_text()) if path.exists() else {}
-    current.update(routes)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-      json.dump(current, f, indent=0, sort_keys=True)
-    os.replace(f.name, path)
   except (OSError, ValueError):
-    pass  # an unwritable cache costs a new measurement next run, nothing else
+    current = {}
+  current.update(routes)
+  text = json.dumps(current, indent=0, sort_keys=True).encode()
+  caches.write_atomically(path, lambda f: f.write(text))
 
 
 def _operands(direction: str, shape: ConvShape) -> tuple[np.ndarray, np.ndarray]:

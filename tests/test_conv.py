@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+import caches
 import models
 from models import conv
 from tests.conftest import make_config
@@ -101,7 +102,7 @@ def test_cpu_route_value_and_gradients_equal_xla(
 
 
 def test_routes_are_measured_once_and_kept_on_disk(tmp_path, monkeypatch):
-  monkeypatch.setenv(conv.CACHE_ENV, str(tmp_path))
+  monkeypatch.setenv(caches.CACHE_ENV, str(tmp_path))
   conv._routes_on_disk.cache_clear()
   x, w = operands((2, 6, 6, 3), 3, 5, 1)
   shape = shape_of(x, w, 1, 1, 1)

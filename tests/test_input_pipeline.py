@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 
+import caches
 import input_pipeline
 from input_pipeline import augment, datasets, fashion_mnist
 from input_pipeline.pipeline import SplitReader, eval_batches, train_batches
@@ -151,3 +152,33 @@ def test_eval_batches_count_every_example_exactly_once(count, batch, cache):
   seen = np.concatenate([b["image"][:, 0, 0, 0] for b in batches])[mask == 1]
   np.testing.assert_array_equal(seen, np.arange(count) + 1)
   assert (np.concatenate([b["image"][:, 0, 0, 0] for b in batches])[mask == 0] == 0).all()
+
+
+def test_decoded_splits_are_kept_and_read_back_unless_damaged(tiny_data_dir, tmp_path, monkeypatch):
+  monkeypatch.setenv(caches.CACHE_ENV, str(tmp_path))
+  config = make_config(tiny_data_dir)
+  first = input_pipeline.load_data(config)
+  kept = sorted((tmp_path / "decoded").iterdir())
+  assert len(kept) == 2  # train and test
+
+  def no_decoding(self, chunk=4096):
+    raise AssertionError("decoded again although a copy was kept")
+
+  with monkeypatch.context() as patched:
+    patched.setattr(SplitReader, "_read_all", no_decoding)
+    again = input_pipeline.load_data(config)
+  for split in ("train", "eval"):
+    expected, actual = getattr(first, split), getattr(again, split)
+    everything = np.arange(len(expected))
+    for a, b in zip(expected.read(everything), actual.read(everything), strict=True):
+      np.testing.assert_array_equal(a, b)
+
+  kept[0].write_bytes(b"not an npz")  # damaged: decoded again and replaced
+  repaired = input_pipeline.load_data(config)
+  assert len(repaired.train) == TINY_TRAIN and len(repaired.eval) == TINY_TEST
+  assert np.load(kept[0])["images"].dtype == np.uint8
+
+  config.dataset.pad = 4  # another host preprocessing: another copy
+  padded = input_pipeline.load_data(config)
+  assert padded.train.shape == (36, 36, 1)
+  assert len(list((tmp_path / "decoded").iterdir())) == 4
