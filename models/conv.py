@@ -315,6 +315,20 @@ def _cpu_conv(x: Array, w: Array, shape: ConvShape) -> Array:
   return conv(x, w)
 
 
+def conv_shape(
+  x: Array, kernel: Array, stride: int, padding: str | Pads, groups: int = 1
+) -> ConvShape:
+  """The ConvShape of a convolution of `x` by `kernel` ("SAME"/"VALID" made explicit)."""
+  pads = (
+    tuple(lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (stride,) * 2, padding))
+    if isinstance(padding, str)
+    else tuple(tuple(p) for p in padding)
+  )
+  return ConvShape(
+    tuple(x.shape), tuple(kernel.shape), stride, pads, groups, jnp.dtype(x.dtype).name
+  )
+
+
 def conv2d(
   x: Array,
   kernel: Array,
@@ -326,14 +340,7 @@ def conv2d(
   """NHWC input, HWIO kernel → NHWC output, by the implementation asked for."""
   if implementation == "auto":
     implementation = "cpu" if jax.default_backend() == "cpu" else "xla"
-  pads = (
-    tuple(lax.padtype_to_pads(x.shape[1:3], kernel.shape[:2], (stride,) * 2, padding))
-    if isinstance(padding, str)
-    else tuple(tuple(p) for p in padding)
-  )
-  shape = ConvShape(
-    tuple(x.shape), tuple(kernel.shape), stride, pads, groups, jnp.dtype(x.dtype).name
-  )
+  shape = conv_shape(x, kernel, stride, padding, groups)
   if implementation == "xla":
     return forward_xla(x, kernel, shape)
   return _cpu_conv(x, kernel, shape)

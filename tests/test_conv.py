@@ -54,12 +54,8 @@ def assert_close(actual, expected, rtol=1e-5):
 
 
 def shape_of(x, w, stride, padding, groups) -> conv.ConvShape:
-  pads = (
-    tuple(lax.padtype_to_pads(x.shape[1:3], w.shape[:2], (stride,) * 2, padding))
-    if isinstance(padding, str)
-    else ((padding, padding),) * 2
-  )
-  return conv.ConvShape(x.shape, w.shape, stride, pads, groups, "float32")
+  pads = padding if isinstance(padding, str) else ((padding, padding),) * 2
+  return conv.conv_shape(x, w, stride, pads, groups)
 
 
 @pytest.mark.parametrize("input_shape, kernel, features, stride, padding, groups", SHAPES)
