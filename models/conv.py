@@ -127,12 +127,16 @@ def forward_taps(x: Array, w: Array, shape: ConvShape) -> Array:
   return jnp.moveaxis(total, 0, 3).reshape(shape.output)
 
 
+def transposed(linear: Callable, operand_shape: tuple[int, ...], g_out: Array) -> Array:
+  """The transpose of `linear` (XLA's convolution, as a function of one operand) at `g_out`:
+  what autodiff of XLA's convolution computes for that operand."""
+  (result,) = jax.linear_transpose(linear, jax.ShapeDtypeStruct(operand_shape, g_out.dtype))(g_out)
+  return result
+
+
 def input_grad_xla(g_out: Array, w: Array, shape: ConvShape) -> Array:
   """XLA's transposed convolution."""
-  (dx,) = jax.linear_transpose(
-    lambda x: forward_xla(x, w, shape), jax.ShapeDtypeStruct(shape.input, g_out.dtype)
-  )(g_out)
-  return dx
+  return transposed(lambda x: forward_xla(x, w, shape), shape.input, g_out)
 
 
 def input_grad_taps(g_out: Array, w: Array, shape: ConvShape) -> Array:
@@ -169,10 +173,7 @@ def input_grad_taps(g_out: Array, w: Array, shape: ConvShape) -> Array:
 
 def weight_grad_xla(x: Array, g_out: Array, shape: ConvShape) -> Array:
   """XLA's backward-filter convolution."""
-  (dw,) = jax.linear_transpose(
-    lambda w: forward_xla(x, w, shape), jax.ShapeDtypeStruct(shape.kernel, g_out.dtype)
-  )(g_out)
-  return dw
+  return transposed(lambda w: forward_xla(x, w, shape), shape.kernel, g_out)
 
 
 def weight_grad_taps(x: Array, g_out: Array, shape: ConvShape) -> Array:
