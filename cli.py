@@ -1,14 +1,23 @@
 """The one command-line runner of every convzoo program (train, eval, ablate, summary, color_pca).
 
 A program defines its flags under `if __name__ == "__main__":` and hands `run` a function
-that does the work and returns what to print. `run` parses the flags (a bad flag or config
-override is one line), quiets absl's logs, splits the host CPU into devices, turns bad input
-into one `error: …` line (exit 1) and a SIGTERM stop into its own status (143).
+that does the work and returns what to print. `run` parses the flags, quiets absl's logs,
+splits the host CPU into devices, and is the one place where a failure becomes what the user
+sees: one `error: …` line and exit status 1 (the whole traceback and the libraries' own error
+logs only with `--verbose` or CONVZOO_DEBUG=1), a signal stop its own status (130 for Ctrl-C,
+143 for SIGTERM).
 """
 
 from __future__ import annotations
 
+import errno
+import inspect
+import logging
+import os
+import pathlib
 import sys
+import traceback
+import types
 from collections.abc import Callable
 
 from absl import app, flags
@@ -18,13 +27,21 @@ from ml_collections import config_flags
 import parallel
 
 FLAGS = flags.FLAGS
-# Errors that mean bad input or a diverged run: printed as one line, exit status 1.
+DEBUG_ENV = "CONVZOO_DEBUG"  # =1: the same as --verbose
+# Errors that mean bad input, a damaged file or a diverged run: their message is the line.
 USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
+ERROR_STATUS = 1
+INTERRUPTED_STATUS = 128 + 2  # as if killed by SIGINT (the shell's convention)
 PREEMPTED_STATUS = 128 + 15  # as if killed by SIGTERM: the job did not finish
+VERBOSE_HINT = f"rerun with --verbose or {DEBUG_ENV}=1 for the traceback"
 
 
 class Preempted(Exception):
-  """Training stopped on SIGTERM after saving a checkpoint; rerunning resumes it."""
+  """Training stopped on a signal after saving a checkpoint; rerunning resumes it."""
+
+  def __init__(self, message: str, status: int = PREEMPTED_STATUS):
+    super().__init__(message)
+    self.status = status
 
 
 def define_config_flag(name: str, help_text: str, required: bool = True) -> None:
@@ -41,30 +58,107 @@ def define_config_and_workdir() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
+def verbose() -> bool:
+  """Whether errors show their traceback and the libraries their error logs."""
+  return os.environ.get(DEBUG_ENV, "") not in ("", "0") or (
+    "verbose" in FLAGS and FLAGS["verbose"].present and FLAGS.verbose
+  )
+
+
 def run(main: Callable[[], str | None], log_level: int = absl_logging.WARNING) -> None:
   """Runs `main()` as the program and prints what it returns (on the lead process)."""
+  if "verbose" not in FLAGS:
+    flags.DEFINE_bool("verbose", False, f"tracebacks and library error logs (or ${DEBUG_ENV}=1)")
 
   def absl_main(argv: list[str]) -> None:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:  # orbax logs every save at INFO, TFDS warns a lot
       absl_logging.set_verbosity(log_level)
+    if not verbose():
+      quiet_library_failures()
     try:
       parallel.configure_cpu_devices()
       text = main()
-    except USER_ERRORS as error:
-      sys.exit(f"error: {error}")
     except Preempted as stopped:
       print(stopped, flush=True)
-      sys.exit(PREEMPTED_STATUS)
+      sys.exit(stopped.status)
+    except (Exception, KeyboardInterrupt) as error:
+      fail(error)
     if text:
       parallel.announce(text)
 
   app.run(absl_main, flags_parser=parse_flags)
 
 
+def describe(error: BaseException) -> str:
+  """One line for `error`: what went wrong, naming the value or file, and what to do."""
+  if isinstance(error, KeyboardInterrupt):
+    return "interrupted (Ctrl-C); checkpoints and results written before it are kept"
+  if isinstance(error, OSError) and error.strerror:
+    where = f" {error.filename}" if error.filename else ""
+    if error.errno == errno.ENOSPC:
+      return f"no space left on the device of{where}; free space there and run the same command"
+    return f"cannot use{where}: {error.strerror}"
+  if isinstance(error, USER_ERRORS):
+    message = str(error)
+  else:
+    message = f"{type(error).__name__}: {error} ({VERBOSE_HINT})"
+  return " ".join(message.split())  # one line, whatever the library put in its message
+
+
+def fail(error: BaseException) -> None:
+  """Prints `error` as one line (with its traceback when verbose) and exits at once."""
+  if verbose():
+    traceback.print_exception(error)
+  status = INTERRUPTED_STATUS if isinstance(error, KeyboardInterrupt) else ERROR_STATUS
+  print(f"error: {describe(error)}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  # Not sys.exit: orbax's signalling threads of a save that failed are not daemons and wait
+  # for each other forever, so a normal interpreter exit would hang (seen with a workdir whose
+  # checkpoints folder could not be created).
+  os._exit(status)
+
+
+class _DropLibraryErrors(logging.Filter):
+  """Library error logs describe failures that reach the user as the one error line."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return record.levelno < logging.ERROR
+
+
+def quiet_library_failures() -> None:
+  """Hides the libraries' error logs and orbax's noise after a failed restore (unless verbose).
+
+  When orbax gives up reading a damaged checkpoint, tensorstore reads still in flight finish
+  after orbax has closed its event loop; each then reports an unraisable
+  `RuntimeError('Event loop is closed')` that means nothing to the user.
+  """
+  absl_logging.get_absl_handler().addFilter(_DropLibraryErrors())
+  previous = sys.unraisablehook
+
+  def hook(unraisable) -> None:
+    value = unraisable.exc_value
+    if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
+
+
+# ---------------------------------------------------------------------------------------------
+# Flags.
+
+
 def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with a one-line error for an unknown or badly typed config field."""
+  """absl's parsing, with one line for a bad config file, unknown or badly typed field."""
+  is_config_file = config_flags.config_flags.is_config_flag
+  for arg, following in zip(argv[1:], [*argv[2:], ""], strict=True):
+    name, equals, value = arg.removeprefix("--").partition("=")
+    if arg.startswith("--") and name in FLAGS and is_config_file(FLAGS[name]):
+      value = value if equals else following  # --config=FILE or --config FILE
+      problem = config_file_problem(value)
+      if problem:
+        sys.exit(f"error: --{name}={value}: {problem}")
   try:
     return FLAGS(argv)
   except flags.Error as error:
@@ -79,3 +173,56 @@ def parse_flags(argv: list[str]) -> list[str]:
     overrides = [arg for arg in argv[1:] if arg.startswith("--") and "." in arg.split("=")[0]]
     where = f"bad config override in {' '.join(overrides)}: " if overrides else ""
     sys.exit(f"error: {where}{detail}")
+
+
+def config_file_problem(spec: str) -> str | None:
+  """Why config file `spec` (PATH[:ARGUMENT]) cannot give a config, or None if it can.
+
+  It is loaded here once more than ml_collections will, so that a missing file, a syntax
+  error, a get_config that raises or an argument it does not take is one line, not the
+  traceback ml_collections wraps in its flag error.
+  """
+  path, *argument = spec.split(":", 1)
+  file = pathlib.Path(path)
+  if not path:
+    return "no config file named; use e.g. --config=configs/default.py"
+  if not file.is_file():
+    folder = file.parent if file.parent.is_dir() else pathlib.Path("configs")
+    known = sorted(str(p) for p in folder.glob("*.py") if not p.name.startswith("_"))
+    listed = f"; the config files in {folder}/: {', '.join(known)}" if known else ""
+    return "no such file" + listed
+  try:
+    code = compile(file.read_bytes(), str(file), "exec")
+  except SyntaxError as error:
+    return f"line {error.lineno}: {error.msg}"
+  except OSError as error:
+    return f"cannot be read: {error.strerror}"
+  module = types.ModuleType(file.stem)
+  module.__file__ = str(file)
+  try:
+    exec(code, module.__dict__)  # noqa: S102 - the user's own config file, as ml_collections
+  except Exception as error:
+    return f"loading it failed: {_located(error, file)}"
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    return "it defines no get_config() function"
+  parameters = inspect.signature(get_config).parameters
+  if argument and not parameters:
+    return f"its get_config() takes no argument, got {argument[0]!r}; drop the ':{argument[0]}'"
+  required = [p for p in parameters.values() if p.default is p.empty]
+  if not argument and required:
+    return f"its get_config() needs an argument: {path}:{required[0].name.upper()}"
+  try:
+    config = get_config(*argument)
+  except Exception as error:
+    return f"get_config({', '.join(map(repr, argument))}) failed: {_located(error, file)}"
+  if config is None:
+    return "its get_config() returned None (a missing return?)"
+  return None
+
+
+def _located(error: Exception, file: pathlib.Path) -> str:
+  """`Type: message (line N)`, N the last line of `file` in the error's traceback."""
+  lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == str(file)]
+  where = f" (line {lines[-1]})" if lines else ""
+  return f"{type(error).__name__}: {' '.join(str(error).split())}{where}"

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
-from absl import app, flags
+from absl import flags
 from PIL import Image
 from tensorflow_datasets.image_classification import mnist
 
@@ -100,15 +100,16 @@ def prepare(data_dir: str, source_dir: str | None = None) -> pathlib.Path:
   return pathlib.Path(local.data_dir)
 
 
-def main(argv):
-  del argv
+def prepare_from_flags() -> str:
   from input_pipeline.datasets import default_data_dir
 
   folder = prepare(flags.FLAGS.data_dir or default_data_dir(), flags.FLAGS.source_dir)
-  print(f"{NAME} is prepared in {folder}")
+  return f"{NAME} is prepared in {folder}"
 
 
 if __name__ == "__main__":
+  import cli  # the runner of every program: one-line errors
+
   flags.DEFINE_string("data_dir", "", "TFDS data dir ('' = $TFDS_DATA_DIR or <repo>/data/tfds)")
   flags.DEFINE_string("source_dir", None, "folder holding the four Fashion-MNIST IDX .gz files")
-  app.run(main)
+  cli.run(prepare_from_flags)
