@@ -80,11 +80,23 @@ def open_builder(name: str, data_dir: str) -> tfds.core.DatasetBuilder:
     )
   if _tfds_is_mocked():
     return tfds.builder(name, data_dir=data_dir)
-  prepared_here = any(pathlib.Path(data_dir, name).glob("**/dataset_info.json"))
-  builder = tfds.builder(name, data_dir=data_dir) if prepared_here else None
+  version = tfds.builder_cls(name).VERSION  # what this TFDS reads (folders of others warn)
+  prepared_here = any(pathlib.Path(data_dir, name).glob(f"**/{version}/dataset_info.json"))
+  try:
+    builder = tfds.builder(name, data_dir=data_dir) if prepared_here else None
+  except Exception as error:  # TFDS raises protobuf, JSON and OS errors for damaged metadata
+    raise DatasetDamaged(
+      name, data_dir, f"its metadata ({name}/*/dataset_info.json) cannot be read", error
+    ) from None
   if builder is None or not builder.is_prepared():
+    found = sorted(p.parent.name for p in pathlib.Path(data_dir, name).glob("**/dataset_info.json"))
+    other = (
+      f" (found version {', '.join(found)}, prepared by another TFDS; this one reads {version})"
+      if found
+      else ""
+    )
     raise ValueError(
-      f"dataset {name!r} is not prepared in {data_dir}; {how_to_prepare(name, data_dir)}"
+      f"dataset {name!r} is not prepared in {data_dir}{other}; {how_to_prepare(name, data_dir)}"
     )
   return builder
 
@@ -115,19 +127,51 @@ def check_split(info: DatasetInfo, split: str) -> None:
     )
 
 
+class DatasetDamaged(ValueError):
+  """A prepared dataset whose files are missing or do not read; preparing it again fixes it."""
+
+  def __init__(self, name: str, data_dir: str, what: str, error: Exception | None = None):
+    reason = f" ({' '.join(str(error).split())[:300]})" if error is not None else ""
+    super().__init__(
+      f"dataset {name!r} in {data_dir} is damaged: {what}{reason}; prepare it again: "
+      f"delete {pathlib.Path(data_dir, name)} and {how_to_prepare(name, data_dir)}"
+    )
+
+
 class TfdsSource:
-  """Random access to (image uint8 [H, W, C], label) of one split, through `tfds.data_source`."""
+  """Random access to (image uint8 [H, W, C], label) of one split, through `tfds.data_source`.
+
+  Its files are checked when it opens (a missing one is named before anything compiles); a
+  read that fails (a truncated or corrupted file) is a DatasetDamaged naming the files.
+  """
 
   def __init__(self, name: str, split: str, data_dir: str):
     absl_logging.get_absl_logger().addFilter(_DROP_OPENCV_ADVICE)  # added once, however often
-    self._records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-    self._split = split
+    self._name, self._data_dir, self._split = name, data_dir, split
+    try:
+      self._records = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as error:
+      raise DatasetDamaged(name, data_dir, f"its {split!r} split cannot be opened", error) from None
+    if not _tfds_is_mocked():
+      self._files = [
+        pathlib.Path(p) for p in self._records.dataset_info.splits[split.split("[")[0]].filepaths
+      ]
+      missing = [str(p) for p in self._files if not p.is_file()]
+      if missing:
+        raise DatasetDamaged(name, data_dir, f"missing {', '.join(missing)}")
+
+  def _damaged(self, error: Exception) -> DatasetDamaged:
+    files = ", ".join(str(p) for p in self._files)
+    return DatasetDamaged(self._name, self._data_dir, f"reading {files} failed", error)
 
   def __len__(self) -> int:
     return len(self._records)
 
   def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-    record = self._records[int(index)]
+    try:
+      record = self._records[int(index)]
+    except (RuntimeError, OSError, ValueError) as error:  # Riegeli's and protobuf's errors
+      raise self._damaged(error) from None
     return np.asarray(record["image"]), int(record["label"])
 
   def fingerprint(self) -> str | None:
@@ -146,7 +190,11 @@ class TfdsSource:
     keys = [int(i) for i in indices]
     if _tfds_is_mocked():  # the mock serves records one at a time
       return [self[key] for key in keys]
-    return [(np.asarray(r["image"]), int(r["label"])) for r in self._records.__getitems__(keys)]
+    try:
+      records = self._records.__getitems__(keys)
+    except (RuntimeError, OSError, ValueError) as error:  # Riegeli's and protobuf's errors
+      raise self._damaged(error) from None
+    return [(np.asarray(r["image"]), int(r["label"])) for r in records]
 
 
 # ---------------------------------------------------------------------------------------------
