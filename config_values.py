@@ -75,3 +75,11 @@ def with_overrides(
     except TypeError as error:
       raise ValueError(f"bad value {value!r} for {dotted!r}: {error}") from error
   return config
+
+
+def get(config: ml_collections.ConfigDict, dotted: str) -> Any:
+  """The value of a dotted-name field ("dataset.synthetic.seed")."""
+  node = config
+  for name in dotted.split("."):
+    node = node[name]
+  return node
