@@ -8,13 +8,16 @@ list, read and write them through it.
 
 from __future__ import annotations
 
+import errno
 import json
 import pathlib
+import shutil
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
@@ -23,6 +26,8 @@ import schedules
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 UNRESTORABLE = "unrestorable_checkpoints"  # where checkpoints that fail to restore are moved
+ITEM = "default"  # the folder of the state inside a step's (a CheckpointManager's single item)
+TMP_SUFFIX = ".orbax-checkpoint-tmp"  # how orbax names a save in progress
 # Config fields that decide the shapes of the saved state: evaluation needs these to match.
 SHAPE_FIELDS = (
   "model",
@@ -73,7 +78,14 @@ def check_workdir(
   saved_config = workdir / CONFIG_FILE
   if not saved_config.exists() or not latest_step(workdir):
     return
-  saved = select_fields(json.loads(saved_config.read_text()), fields)
+  try:
+    saved = select_fields(json.loads(saved_config.read_text()), fields)
+  except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise ValueError(
+      f"{saved_config} cannot be read as a config ({error}); it records the config of the run "
+      "whose checkpoints are beside it: restore it, delete it (the checkpoints are still checked "
+      "against the network), or use another --workdir"
+    ) from None
   current = select_fields(config, fields)
   differences = [
     f"{k}: {saved.get(k)!r} in the workdir, {current.get(k)!r} now"
@@ -97,73 +109,157 @@ def create_manager(workdir: pathlib.Path, keep: int) -> ocp.CheckpointManager:
   Saves are asynchronous on one host. Across hosts they are synchronous: orbax's background
   commit runs collectives of its own, which can interleave with the train step's in a
   different order on each host and deadlock them (measured here with 2 processes on CPU).
+  The temporary folders of saves that never finished (a kill, a full disk) are removed.
   """
   options = ocp.CheckpointManagerOptions(
-    max_to_keep=keep, enable_async_checkpointing=jax.process_count() == 1
+    max_to_keep=keep,
+    enable_async_checkpointing=jax.process_count() == 1,
+    cleanup_tmp_directories=True,
   )
   return ocp.CheckpointManager(workdir / CHECKPOINTS, options=options)
 
 
-def latest_step(workdir: str | pathlib.Path) -> int | None:
-  """The step of the newest checkpoint in `workdir`, or None."""
+def steps(workdir: str | pathlib.Path) -> list[int]:
+  """The steps of the checkpoints in `workdir`, oldest first (unfinished saves are not steps)."""
   folder = pathlib.Path(workdir) / CHECKPOINTS
   if not folder.is_dir():
-    return None
-  return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=None)
+    return []
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
+def latest_step(workdir: str | pathlib.Path) -> int | None:
+  """The step of the newest checkpoint in `workdir`, or None."""
+  return max(steps(workdir), default=None)
 
 
 def step_folder(workdir: str | pathlib.Path, step: int) -> pathlib.Path:
   return pathlib.Path(workdir).resolve() / CHECKPOINTS / str(step)
 
 
-def read(workdir: str | pathlib.Path, step: int) -> Any:
-  """Checkpoint `step` of `workdir` as saved (nested dicts of numpy arrays), no target needed."""
-  # A manager that saves nothing and creates nothing (orbax's read_only option does the same
-  # but logs three warnings per read).
-  options = ocp.CheckpointManagerOptions(create=False)
-  with ocp.CheckpointManager(
-    pathlib.Path(workdir).resolve() / CHECKPOINTS, options=options
-  ) as manager:
-    return manager.restore(step, args=ocp.args.StandardRestore())
+def read(workdir: str | pathlib.Path, step: int, target: Any = None) -> Any:
+  """Checkpoint `step` of `workdir`, into the structure of `target` if given, else as saved
+  (nested dicts of numpy arrays)."""
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    return checkpointer.restore(step_folder(workdir, step) / ITEM, target)
+  finally:
+    checkpointer.close()
 
 
-def read_newest(workdir: str | pathlib.Path, purpose: str) -> tuple[int, Any]:
-  """(step, state as saved) of the newest checkpoint; a ValueError names `purpose` if none."""
-  step = latest_step(workdir)
-  if step is None:
+def read_newest(
+  workdir: str | pathlib.Path, purpose: str, report: Callable[[str], None] = print
+) -> tuple[int, Any]:
+  """(step, state as saved) of the newest readable checkpoint; a ValueError names `purpose` if
+  there is none. Damaged newer ones are reported and skipped, but not moved (not our run)."""
+  step, state = restore(workdir, None, report, set_aside_damaged=False)
+  if state is None:
     raise ValueError(f"{purpose}: no checkpoint in {pathlib.Path(workdir).resolve() / CHECKPOINTS}")
-  return step, read(workdir, step)
+  return step, state
 
 
 def restore(
-  manager: ocp.CheckpointManager, target: Any, report: Callable[[str], None] = print
-) -> Any | None:
-  """The newest checkpoint that restores into the structure of `target` (None if there is none).
+  workdir: str | pathlib.Path,
+  target: Any,
+  report: Callable[[str], None] = print,
+  set_aside_damaged: bool = True,
+) -> tuple[int | None, Any]:
+  """(step, state) of the newest checkpoint in `workdir`, restored into the structure of
+  `target` (as saved when None); (None, None) if there is no checkpoint.
 
-  Newer ones that fail to restore (corrupt, half-written) are reported and moved to
-  `DIR/unrestorable_checkpoints`, never deleted; if none restores, a ValueError says why.
+  Each checkpoint is judged on its own, newest first. One that is damaged or incomplete (a
+  crash or a full disk during its save, a failing disk) is reported, moved to
+  `DIR/unrestorable_checkpoints` (never deleted) and the next older one is tried; healthy
+  ones are never moved. One that reads but holds another network or optimizer state (its
+  arrays' names or shapes differ from `target`'s) is a ValueError naming the difference, and
+  nothing is moved. If every checkpoint is damaged, a ValueError says so.
   """
+  workdir = pathlib.Path(workdir).resolve()
   failures = []
-  for step in sorted(manager.all_steps(), reverse=True):
+  for step in reversed(steps(workdir)):
     try:
-      return manager.restore(step, args=ocp.args.StandardRestore(target))
+      saved = saved_layout(step_folder(workdir, step))
     except Exception as error:  # the reader's errors for damaged files are of many types
-      reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-      failures.append(f"step {step}: {reason}")
-      moved = set_aside(pathlib.Path(manager.directory), step)
-      manager.reload()
-      report(
-        f"warning: checkpoint of step {step} cannot be restored ({reason}); "
-        f"moved to {moved} and skipped"
-      )
+      failures.append(_damaged(workdir, step, error, report, set_aside_damaged))
+      continue
+    if target is not None:
+      _check_layout(step_folder(workdir, step), saved, layout(target))
+    try:
+      return step, read(workdir, step, target)
+    except Exception as error:
+      failures.append(_damaged(workdir, step, error, report, set_aside_damaged))
   if failures:
+    where = f"; they were moved to {workdir / UNRESTORABLE}" if set_aside_damaged else ""
     raise ValueError(
-      f"no checkpoint in {manager.directory} can be restored ("
+      f"no checkpoint in {workdir / CHECKPOINTS} can be restored ("
       + "; ".join(failures)
-      + "); they were moved to "
-      f"{pathlib.Path(manager.directory).parent / UNRESTORABLE}"
+      + ")"
+      + where
     )
-  return None
+  return None, None
+
+
+def _damaged(
+  workdir: pathlib.Path,
+  step: int,
+  error: Exception,
+  report: Callable[[str], None],
+  set_aside_damaged: bool,
+) -> str:
+  """Reports checkpoint `step` as unrestorable (and moves it aside); returns why, in short."""
+  reason = " ".join(str(error).split()) or type(error).__name__
+  reason = reason if len(reason) < 300 else reason[:300] + "…"
+  where = f"moved to {set_aside(workdir / CHECKPOINTS, step)} and " if set_aside_damaged else ""
+  report(f"warning: checkpoint of step {step} cannot be restored ({reason}); {where}skipped")
+  return f"step {step}: {reason}"
+
+
+def layout(tree: Any) -> dict[str, tuple[int, ...]]:
+  """Every array of a state as `dotted.name → shape`, named as orbax names them on disk."""
+
+  def name(key: Any) -> str:
+    for attribute in ("key", "name", "idx"):  # dict keys, dataclass fields, sequence items
+      if hasattr(key, attribute):
+        return str(getattr(key, attribute))
+    return str(key)
+
+  return {
+    ".".join(name(key) for key in path): tuple(np.shape(leaf))
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+  }
+
+
+def saved_layout(folder: pathlib.Path) -> dict[str, tuple[int, ...]]:
+  """The arrays' names and shapes recorded in a checkpoint (its metadata, no arrays read)."""
+  if not (folder / ITEM / "_METADATA").is_file():
+    raise ValueError(f"{folder} is incomplete: it has no {ITEM}/_METADATA (an unfinished save?)")
+  # The handler reads the item's own metadata; StandardCheckpointer.metadata would look for
+  # step metadata inside the item folder and warn that it is not there.
+  return layout(ocp.StandardCheckpointHandler().metadata(folder / ITEM))
+
+
+def _check_layout(
+  folder: pathlib.Path, saved: dict[str, tuple[int, ...]], wanted: dict[str, tuple[int, ...]]
+) -> None:
+  """A ValueError naming how a checkpoint's arrays differ from the run's (another network)."""
+
+  def network_first(names: set[str]) -> list[str]:  # parameters say more than optimizer slots
+    return sorted(names, key=lambda name: (not name.startswith(("params.", "batch_stats.")), name))
+
+  only_saved, only_wanted = set(saved) - set(wanted), set(wanted) - set(saved)
+  differences = [f"{k} only in the checkpoint" for k in network_first(only_saved)]
+  differences += [f"{k} missing from the checkpoint" for k in network_first(only_wanted)]
+  differences += [
+    f"{k}: {saved[k]} in the checkpoint, {wanted[k]} now"
+    for k in network_first(set(saved) & set(wanted))
+    if saved[k] != wanted[k]
+  ]
+  if differences:
+    more = f"; {len(differences) - 4} more" if len(differences) > 4 else ""
+    shown = "; ".join(differences[:4]) + more
+    raise ValueError(
+      f"checkpoint {folder} holds another network or optimizer than this config builds "
+      f"({shown}); nothing was changed; use another --workdir, or the config of that run"
+    )
 
 
 def set_aside(folder: pathlib.Path, step: int) -> pathlib.Path:
@@ -181,5 +277,42 @@ def set_aside(folder: pathlib.Path, step: int) -> pathlib.Path:
 
 
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
-  """Starts an asynchronous save of `state` (host numpy) as checkpoint `step` (all processes)."""
-  manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  """Starts an asynchronous save of `state` (host numpy) as checkpoint `step` (all processes).
+
+  Waits for the previous save first; a save that failed becomes a SaveFailed (a ValueError).
+  """
+  try:
+    manager.save(step, args=ocp.args.StandardSave(state), force=True)
+  except Exception as error:
+    raise save_failed(pathlib.Path(manager.directory), error) from error
+
+
+def finish(manager: ocp.CheckpointManager) -> None:
+  """Waits for the save in flight and closes the manager; a failed save is a ValueError."""
+  try:
+    manager.wait_until_finished()
+    manager.close()
+  except Exception as error:
+    raise save_failed(pathlib.Path(manager.directory), error) from error
+
+
+def save_failed(folder: pathlib.Path, error: Exception) -> ValueError:
+  """One line for a save that failed, after removing its partial folder (it only takes space;
+  the older checkpoints stay restorable)."""
+  partial = sorted(p for p in folder.glob(f"*{TMP_SUFFIX}*") if p.is_dir())
+  failed = ", ".join(p.name.split(".")[0] for p in partial) or "?"
+  for path in partial:
+    shutil.rmtree(path, ignore_errors=True)
+  text = " ".join(str(error).split())
+  if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in text:
+    reason, fix = "no space left on the device", f"free space on the disk of {folder} and run"
+  else:
+    reason = text if len(text) < 300 else text[:300] + "…"
+    fix = "fix that and run"
+  newest = latest_step(folder.parent)
+  resume = f"resume from step {newest}" if newest is not None else "start afresh"
+  return ValueError(
+    f"could not save the checkpoint of step {failed} in {folder}: {reason}; its partial "
+    f"folder was removed and the earlier checkpoints are intact; {fix} the same command to "
+    f"{resume}"
+  )

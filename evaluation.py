@@ -23,6 +23,7 @@ import experiment
 import input_pipeline
 import parallel
 import reporting
+import workdirs
 from experiment import TOP_K, TrainState
 from input_pipeline import augment
 
@@ -156,7 +157,7 @@ def evaluate_workdir(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> dict[str, dict[str, Any]]:
   """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
-  workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
+  workdir = workdirs.check_usable(workdir)  # absolute, as orbax needs
   parallel.initialize_distributed(config)
   data_parallel = parallel.DataParallel(config.num_devices)
   experiment.check_config(config, data_parallel)
@@ -168,12 +169,8 @@ def evaluate_workdir(
   checkpoints.check_workdir(config, workdir, checkpoints.SHAPE_FIELDS)
   data = input_pipeline.load_data(config)
   _, _, state = experiment.for_data(config, data)  # the structure to restore into
-  manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
-  try:
-    state = checkpoints.restore(manager, state, parallel.announce)
-  finally:
-    manager.close()
-  step = int(state.step)
+  # Damaged checkpoints are skipped, not moved: a run may be training in this workdir.
+  step, state = checkpoints.restore(workdir, state, parallel.announce, set_aside_damaged=False)
   results = evaluate_protocols(
     data_parallel.replicate(state),
     data,

@@ -101,7 +101,7 @@ def initialize_from(
   Layers whose shapes differ (a new head) and layers matching the `reset` patterns keep their
   fresh values and are listed; parameters present in only one of the two are an error.
   """
-  step, saved = checkpoints.read_newest(source, "init_from")
+  step, saved = checkpoints.read_newest(source, "init_from", report)
   merged, reinitialised = {}, set()
   for collection in ("params", "batch_stats"):
     new = traverse_util.flatten_dict(variables[collection]) if variables[collection] else {}

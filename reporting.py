@@ -90,9 +90,12 @@ def read_metrics(workdir: pathlib.Path) -> dict[str, list[dict]]:
   rows: dict[tuple[str, int], dict] = {}
   path = workdir / METRICS_FILE
   if path.exists():
-    for line in path.read_text().splitlines():
-      row = json.loads(line)
-      rows[(row["split"], row["step"])] = row
+    for line in path.read_text(errors="replace").splitlines():
+      try:
+        row = json.loads(line)
+        rows[(row["split"], row["step"])] = row
+      except (json.JSONDecodeError, KeyError, TypeError):
+        continue  # a run killed while writing leaves its last row cut short
   by_split: dict[str, list[dict]] = {}
   for (split, _), row in sorted(rows.items(), key=lambda item: item[0][1]):
     by_split.setdefault(split, []).append(row)
@@ -159,7 +162,11 @@ def save(figure: Figure, path: pathlib.Path) -> None:
 def write_results(workdir: pathlib.Path, protocol: str, metrics: Mapping[str, float]) -> dict:
   """Sets `protocol`'s entry of `DIR/results.json`, keeping the other protocols' entries."""
   path = workdir / RESULTS_FILE
-  results = json.loads(path.read_text()) if path.exists() else {}
+  try:
+    results = json.loads(path.read_text()) if path.exists() else {}
+  except (UnicodeDecodeError, json.JSONDecodeError):
+    results = {}  # unreadable: kept beside the new one rather than overwritten
+    path.replace(path.with_suffix(".json.unreadable"))
   results[protocol] = dict(metrics)
   temporary = path.with_suffix(".json.tmp")
   temporary.write_text(json.dumps(results, indent=2) + "\n")

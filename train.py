@@ -5,12 +5,14 @@
 Trains data-parallel on every local device (on CPU, the host is split into $CONVZOO_CPU_DEVICES
 devices, one per core up to 8 by default), or on every device of every host with
 `--config.distributed.enabled`.
-Resumes from the newest restorable checkpoint in DIR; on SIGTERM saves and exits (status 143).
+Resumes from the newest restorable checkpoint in DIR; on SIGTERM or Ctrl-C saves and exits
+(status 143 or 130).
 Writes TensorBoard events, metrics.jsonl, curves.png and results.json there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import pathlib
@@ -36,6 +38,7 @@ import models
 import parallel
 import reporting
 import schedules
+import workdirs
 from evaluation import cross_entropy_loss
 from experiment import TrainState
 from input_pipeline import augment
@@ -93,53 +96,74 @@ def train_step(
 
 
 class Preemption:
-  """Notes a SIGTERM while training; every process agrees on when to stop.
+  """Notes a SIGTERM (a preemption) or SIGINT (Ctrl-C) while training; every process agrees on
+  when to stop, and the loop saves that step and exits.
 
   One host checks its flag at every step; several hosts compare flags at log steps (a
-  collective), so that all of them save the same step.
+  collective), so that all of them save the same step. A second Ctrl-C interrupts at once.
   """
 
+  SIGNALS = {signal.SIGTERM: cli.PREEMPTED_STATUS, signal.SIGINT: cli.INTERRUPTED_STATUS}
+
   def __init__(self, every: int):
-    self.every, self.signalled, self._previous = every, False, None
+    self.every, self.received, self._previous = every, None, {}
+
+  @property
+  def signalled(self) -> bool:
+    return self.received is not None
 
   def __enter__(self) -> Preemption:
     if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
+      self._previous = {number: signal.signal(number, self._handle) for number in self.SIGNALS}
     return self
 
   def __exit__(self, *exc_info) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
+    for number, previous in self._previous.items():
+      signal.signal(number, previous)
 
   def _handle(self, signum, frame) -> None:
-    self.signalled = True
+    self.received = signal.Signals(signum)
+    if signum == signal.SIGINT:  # the next Ctrl-C is Python's KeyboardInterrupt again
+      signal.signal(signal.SIGINT, self._previous[signal.SIGINT])
 
   def requested(self, step: int) -> bool:
     if jax.process_count() > 1 and step % self.every:
       return False
     return parallel.any_process(self.signalled)
 
+  def stopped(self, step: int, num_steps: int, workdir: pathlib.Path) -> cli.Preempted:
+    """What the loop raises after saving `step` because of the signal."""
+    name = self.received.name if self.received is not None else "a signal on another host"
+    status = self.SIGNALS.get(self.received, cli.PREEMPTED_STATUS)
+    return cli.Preempted(
+      f"stopped by {name} at step {step}/{num_steps}; checkpoint saved in {workdir}; run the "
+      "same command to resume",
+      status,
+    )
+
 
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> dict[str, Any]:
-  """Trains (resuming from `workdir` if it holds a checkpoint); returns the final eval metrics."""
+  """Trains (resuming from `workdir` if it holds a checkpoint); returns the final eval metrics.
+
+  Everything that can refuse the run (the config, the workdir, its checkpoints) does so
+  before anything is written; a second run on the same workdir is refused while this one lives.
+  """
   started = time.perf_counter()  # metrics rows say how long the run has taken: seconds_so_far
-  workdir = pathlib.Path(workdir).resolve()  # orbax needs absolute paths
+  workdir = workdirs.check_usable(workdir)  # absolute, as orbax needs
   parallel.initialize_distributed(config)
   data_parallel = parallel.DataParallel(config.num_devices)
   info = experiment.check_config(config, data_parallel)
   checkpoints.check_workdir(config, workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  if parallel.is_lead_process():
-    checkpoints.write_config(config, workdir)
-
   data = input_pipeline.load_data(config)
   num_train = len(data.train)
   model, learning_rate_fn, state = experiment.for_data(config, data)
-  manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
-  try:
-    restored = checkpoints.restore(manager, state, parallel.announce)
+  lead = parallel.is_lead_process()
+  if lead:
+    workdirs.create(workdir)
+  with workdirs.Lock(workdir) if lead else contextlib.nullcontext():
+    start_step, restored = checkpoints.restore(workdir, state, parallel.announce)
     if restored is None and config.init_from:
       state = state.replace(
         **finetune.initialize_from(
@@ -149,8 +173,9 @@ def train_and_evaluate(
           config.init_reset,
         )
       )
+    if lead:
+      checkpoints.write_config(config, workdir)
     state = data_parallel.replicate(state if restored is None else restored)
-    start_step = int(data_parallel.unreplicate(state.step))
     parallel.announce(
       f"{config.model.name} on {info.name}: {num_train} training examples, "
       f"{schedules.steps_per_epoch(config, num_train)} steps/epoch, "
@@ -158,14 +183,15 @@ def train_and_evaluate(
       f"{data_parallel.describe()}" + (f", resuming at step {start_step}" if start_step else "")
     )
     train_step = create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
-    with Preemption(config.log_every_steps) as preemption:
-      final_metrics = train_loop(
-        config, state, data, workdir, manager, train_step, data_parallel, preemption, started
-      )
-  finally:
-    manager.wait_until_finished()  # a save in flight completes even when the loop fails
-    manager.close()
-  if parallel.is_lead_process():
+    manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
+    try:
+      with Preemption(config.log_every_steps) as preemption:
+        final_metrics = train_loop(
+          config, state, data, workdir, manager, train_step, data_parallel, preemption, started
+        )
+    finally:
+      checkpoints.finish(manager)  # a save in flight completes even when the loop fails
+  if lead:
     parallel.announce(f"curves written to {reporting.plot_curves(workdir)}")
   return final_metrics
 
@@ -216,8 +242,8 @@ def train_loop(
 ) -> dict[str, Any]:
   """Steps from the state's step to the last, logging, evaluating and checkpointing on schedule.
 
-  Raises cli.Preempted after saving when SIGTERM arrives, and FloatingPointError (before any
-  further save) when the loss stops being finite.
+  Raises cli.Preempted after saving when SIGTERM or SIGINT arrives, and FloatingPointError
+  (before any further save) when the loss stops being finite.
   """
   start_step = int(data_parallel.unreplicate(state.step))
   num_steps = schedules.total_steps(config, len(data.train))
@@ -253,10 +279,7 @@ def train_loop(
       if schedules.CHECKPOINT in due:
         checkpoints.save(manager, step, data_parallel.unreplicate(state))
       if stop and step != num_steps:
-        raise cli.Preempted(
-          f"stopped by SIGTERM at step {step}/{num_steps}; checkpoint saved in "
-          f"{workdir}; run the same command to resume"
-        )
+        raise preemption.stopped(step, num_steps, workdir)
     if final_metrics is None:  # nothing left to train: evaluate the restored state
       final_metrics = evaluation.evaluate_and_record(
         state, data, config, writer, workdir, eval_steps, data_parallel
