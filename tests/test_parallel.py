@@ -350,11 +350,18 @@ def test_run_killed_mid_training_resumes_bit_identical(tiny_data_dir, tmp_path, 
 
 
 @pytest.mark.slow
-def test_sigterm_saves_a_restorable_checkpoint_and_exits(tiny_data_dir, tmp_path, uninterrupted):
-  stopped = run_until_checkpoint_then(signal.SIGTERM, tiny_data_dir, tmp_path)
-  assert stopped.returncode == cli.PREEMPTED_STATUS, stopped.stderr
-  assert "Traceback" not in stopped.stderr
-  step = int(stopped.stdout.split("stopped by SIGTERM at step ")[1].split("/")[0])
+@pytest.mark.parametrize(
+  "signal_number,status",
+  [(signal.SIGTERM, cli.PREEMPTED_STATUS), (signal.SIGINT, cli.INTERRUPTED_STATUS)],
+)
+def test_sigterm_or_ctrl_c_saves_a_restorable_checkpoint_and_exits(
+  tiny_data_dir, tmp_path, uninterrupted, signal_number, status
+):
+  stopped = run_until_checkpoint_then(signal_number, tiny_data_dir, tmp_path)
+  assert stopped.returncode == status, stopped.stderr
+  assert "Traceback" not in stopped.stderr and "KeyboardInterrupt" not in stopped.stderr
+  name = signal.Signals(signal_number).name
+  step = int(stopped.stdout.split(f"stopped by {name} at step ")[1].split("/")[0])
   assert 0 < step < STEPS
   assert int(saved_state(tmp_path, step)["step"]) == step
   out = finish_and_compare(tiny_data_dir, tmp_path, uninterrupted)

@@ -205,6 +205,14 @@ BAD_CONFIGS = [
   ({"model__widths": "f6=abc"}, "bad model.widths entry 'f6=abc'"),
   ({"model__norm": "lrn"}, "model 'lenet5' has no LRN layers"),
   ({"dataset__train_split": "training"}, "unknown split 'training'"),
+  ({"augment__pca_lighting": float("nan")}, "augment.pca_lighting must be finite and 0 or more"),
+  ({"schedule__plateau_threshold": float("inf")}, "plateau_threshold must be finite and 0 or more"),
+  ({"seed": -1}, "seed must be finite and 0 or more, got -1"),
+  ({"dataset__pad": -1}, "dataset.pad must be finite and 0 or more, got -1"),
+  ({"dataset__cache_gb": float("nan")}, "dataset.cache_gb must be finite and 0 or more, got nan"),
+  # Checked though this run does not use the synthetic dataset.
+  ({"dataset__synthetic__num_classes": 0}, "dataset.synthetic.num_classes must be positive"),
+  ({"batch_size": 1024}, r"batch_size 1024 is larger than the training split \(512 examples\)"),
 ]
 
 
