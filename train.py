@@ -160,9 +160,7 @@ def train_and_evaluate(
   num_train = len(data.train)
   model, learning_rate_fn, state = experiment.for_data(config, data)
   lead = parallel.is_lead_process()
-  if lead:
-    workdirs.create(workdir)
-  with workdirs.Lock(workdir) if lead else contextlib.nullcontext():
+  with workdirs.hold(workdir) if lead else contextlib.nullcontext():
     start_step, restored = checkpoints.restore(workdir, state, parallel.announce)
     if restored is None and config.init_from:
       state = state.replace(

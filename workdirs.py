@@ -6,10 +6,12 @@ created and nothing that is there changes.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
 import pathlib
+from collections.abc import Iterator
 
 # What a run keeps in its workdir, by kind: a file found where a folder belongs (or the other
 # way round) would fail the run only later, in the middle of training.
@@ -50,14 +52,25 @@ def check_usable(workdir: str | pathlib.Path) -> pathlib.Path:
   return path
 
 
-def create(workdir: pathlib.Path) -> None:
-  """Makes the workdir (and its parents); a ValueError if the system refuses."""
+@contextlib.contextmanager
+def hold(workdir: pathlib.Path) -> Iterator[None]:
+  """Creates the workdir if needed and holds its Lock; folders this made and a failure left
+  empty (a refused restore, a bad init_from) are removed again."""
+  created = [folder for folder in (workdir, *workdir.parents) if not folder.exists()]
   try:
     workdir.mkdir(parents=True, exist_ok=True)
   except OSError as error:
     raise ValueError(
       f"cannot create workdir {workdir}: {error.strerror}; use another --workdir"
     ) from None
+  try:
+    with Lock(workdir):
+      yield
+  except BaseException:
+    for folder in created:  # the deepest first
+      if folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+    raise
 
 
 class Lock:

@@ -226,6 +226,17 @@ def damage(checkpoint: pathlib.Path) -> None:
       path.write_bytes(path.read_bytes()[:10])  # truncated, as a full disk or a kill leaves it
 
 
+def test_a_failed_start_leaves_no_folder_behind(tiny_config, tmp_path, trained_tiny_run):
+  source = trained_tiny_run.copy(tmp_path / "source")
+  for step in ("20", "40"):
+    damage(source / "checkpoints" / step)
+  before = snapshot(source)
+  with pytest.raises(ValueError, match="no checkpoint in .* can be restored"):
+    train.train_and_evaluate(tiny_config(init_from=str(source)), tmp_path / "new" / "run")
+  assert not (tmp_path / "new").exists()
+  assert snapshot(source) == before  # another run's checkpoints are read, never moved
+
+
 @pytest.mark.slow
 def test_console_shows_one_line_for_damaged_checkpoints(tiny_data_dir, tmp_path, trained_tiny_run):
   workdir = trained_tiny_run.copy(tmp_path / "run")
