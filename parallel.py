@@ -14,6 +14,7 @@ each process feeds its local devices with its own slice of the global batch.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -69,8 +70,25 @@ def initialize_distributed(config: Any) -> None:
   """Joins JAX's multi-host runtime when `config.distributed.enabled` (or $CONVZOO_DISTRIBUTED=1).
 
   Empty fields are left to JAX, which reads them from the cluster (SLURM, TPU pods, GKE, ...).
+  The fields are checked even when unused, so a typo shows before the run that needs them.
   """
   settings = config.distributed
+  address = settings.coordinator_address
+  if address and not re.fullmatch(r"[^\s:]+:\d+", address):
+    raise ValueError(
+      f"distributed.coordinator_address must be HOST:PORT (e.g. 10.0.0.1:1234) or empty, "
+      f"got {address!r}"
+    )
+  if settings.num_processes < 0:
+    raise ValueError(
+      "distributed.num_processes must be 0 (from the cluster) or more, "
+      f"got {settings.num_processes}"
+    )
+  if not -1 <= settings.process_id < (settings.num_processes or np.inf):
+    raise ValueError(
+      f"distributed.process_id must be -1 (from the cluster) or in [0, num_processes), "
+      f"got {settings.process_id}"
+    )
   if not (settings.enabled or os.environ.get("CONVZOO_DISTRIBUTED") == "1"):
     return
   if jax.distributed.is_initialized():

@@ -213,6 +213,9 @@ BAD_CONFIGS = [
   # Checked though this run does not use the synthetic dataset.
   ({"dataset__synthetic__num_classes": 0}, "dataset.synthetic.num_classes must be positive"),
   ({"batch_size": 1024}, r"batch_size 1024 is larger than the training split \(512 examples\)"),
+  ({"distributed__coordinator_address": "host"}, "coordinator_address must be HOST:PORT"),
+  ({"distributed__num_processes": -2}, "num_processes must be 0 .* or more, got -2"),
+  ({"distributed__num_processes": 2, "distributed__process_id": 2}, "process_id must be -1"),
 ]
 
 
