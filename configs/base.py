@@ -102,4 +102,30 @@ def get_config() -> ml_collections.ConfigDict:
   config.distributed.coordinator_address = ""  # "": from the cluster environment
   config.distributed.num_processes = 0  # 0: from the cluster environment
   config.distributed.process_id = -1  # -1: from the cluster environment
+
+  # visualize.py (spec §5): what it draws of a trained run, and each technique's settings.
+  config.visualize = ml_collections.ConfigDict()
+  config.visualize.only = ""  # techniques, e.g. "occlusion,saliency"; "": all (visualization/)
+  config.visualize.images = 8  # eval images the per-image maps are drawn for
+  config.visualize.layer = ""  # for patches, deconvnet units, Grad-CAM; "": last spatial one
+  config.visualize.units = 8  # the layer's first N channels get top-k patches
+  config.visualize.top_k = 9  # patches per unit (Zeiler & Fergus 2014, Fig. 2: 9)
+  config.visualize.patch_images = 0  # training images searched for patches; 0: all
+  config.visualize.batch = 256  # images (or occluded copies) per forward pass
+  config.visualize.occlusion_patch = 8  # side of the grey square, in input pixels
+  config.visualize.occlusion_stride = 2
+  config.visualize.tsne_images = 2000  # eval images embedded by t-SNE (scikit-learn)
+  config.visualize.tsne_perplexity = 30.0
+  config.visualize.class_model_steps = 200  # gradient ascent from zeros (Simonyan et al. 2014)
+  config.visualize.class_model_lr = 1.0
+  config.visualize.class_model_l2 = 0.01  # λ of −λ‖I‖²
+  config.visualize.class_model_jitter = 2  # random shift, pixels (Yosinski et al. 2015); 0: off
+  config.visualize.class_model_blur_every = 4  # Gaussian blur every N steps; 0: off
+  config.visualize.invert_layers = ""  # codes to invert; "": every fourth layer and the last
+  config.visualize.invert_steps = 300  # Adam steps (Mahendran & Vedaldi 2015)
+  config.visualize.invert_tv = 1e-3  # λ of the total-variation prior
+  config.visualize.ig_steps = 64  # integrated gradients: trapezoid intervals from a black image
+  config.visualize.smooth_grad_samples = 32
+  config.visualize.smooth_grad_noise = 0.15  # σ as a fraction of each image's value range
+  config.visualize.seed = 0
   return config

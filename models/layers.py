@@ -40,6 +40,56 @@ ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
   "swish": swish,
 }
 
+# How a backward pass goes through activations and max pools. "gradient": the true gradient.
+# For visualisation (visualization/): "guided" and "deconvnet" change the ReLU's rule
+# (Springenberg et al. 2015; Zeiler & Fergus 2014), other activations keep their gradient;
+# "dependency" passes cotangents through every activation unchanged and spreads a max pool's
+# over its whole window, so that the support of ∂unit/∂input is the unit's receptive field.
+BACKWARD_RULES = ("gradient", "guided", "deconvnet", "dependency")
+
+
+def with_backward_rule(activation: Callable[[Array], Array], rule: str, is_relu: bool) -> Callable:
+  """`activation` whose backward pass follows `rule` (one of BACKWARD_RULES)."""
+  if rule == "gradient" or (rule in ("guided", "deconvnet") and not is_relu):
+    return activation
+
+  @jax.custom_vjp
+  def ruled(x: Array) -> Array:
+    return activation(x)
+
+  def forward(x: Array) -> tuple[Array, Callable]:
+    return jax.vjp(activation, x)
+
+  def backward(vjp: Callable, r: Array) -> tuple[Array]:
+    positive = r * (r > 0)
+    if rule == "guided":  # R_l = (f_l > 0)·(R_l+1 > 0)·R_l+1
+      return vjp(positive)
+    if rule == "deconvnet":  # R_l = (R_l+1 > 0)·R_l+1, whatever the forward input
+      return (positive,)
+    return (r,)
+
+  ruled.defvjp(forward, backward)
+  return ruled
+
+
+def spread_max_pool(pool_fn: Callable, average_fn: Callable) -> Callable:
+  """A max pool whose backward pass spreads each cotangent over the whole window (the
+  "dependency" rule), through the equally shaped average pool's gradient."""
+
+  @jax.custom_vjp
+  def pooled(x: Array) -> Array:
+    return pool_fn(x)
+
+  def forward(x: Array) -> tuple[Array, Callable]:
+    return pool_fn(x), jax.vjp(average_fn, x)[1]
+
+  def backward(vjp: Callable, r: Array) -> tuple[Array]:
+    return vjp(r)
+
+  pooled.defvjp(forward, backward)
+  return pooled
+
+
 INITIALIZERS: dict[str, Callable] = {
   # He et al. 2015 ("Xavier/2"): the default for ReLU networks.
   "he": nn.initializers.variance_scaling(2.0, "fan_in", "truncated_normal"),
@@ -64,6 +114,7 @@ class Context:
     None  # the devices' batch axis: statistics and masks span the global batch
   )
   conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
+  backward: str = "gradient"  # BACKWARD_RULES: how max pools pass cotangents back
 
   def conv(
     self,
@@ -112,7 +163,19 @@ class Context:
     return self.activation(x) if activation else x
 
 
-def pool(x: Array, kind: str, window: int, stride: int, padding: int | str = 0) -> Array:
+def pool(
+  x: Array,
+  kind: str,
+  window: int,
+  stride: int,
+  padding: int | str = 0,
+  backward: str = "gradient",
+) -> Array:
+  if kind == "max" and backward == "dependency":
+    return spread_max_pool(
+      functools.partial(pool, kind="max", window=window, stride=stride, padding=padding),
+      functools.partial(pool, kind="avg", window=window, stride=stride, padding=padding),
+    )(x)
   if window == stride and padding in (0, "VALID"):
     return tiled_pool(x, kind, window)
   pad = padding if isinstance(padding, str) else [(padding, padding)] * 2
@@ -156,6 +219,47 @@ def local_response_norm(
 # branches off the main path (an auxiliary classifier) instead of feeding the next entry.
 
 
+@dataclasses.dataclass(frozen=True)
+class Span:
+  """Along one spatial axis, output position i reads input positions i·stride + first to
+  i·stride + last (before clipping to the input): how receptive fields are computed."""
+
+  stride: int = 1
+  first: int = 0
+  last: int = 0
+
+  def then(self, after: Span) -> Span:
+    """This span followed by `after` (the next entry's, on this one's output)."""
+    return Span(
+      self.stride * after.stride,
+      after.first * self.stride + self.first,
+      after.last * self.stride + self.last,
+    )
+
+  def union(self, other: Span) -> Span:
+    """Parallel branches of one stride (inception, a residual block and its shortcut)."""
+    assert self.stride == other.stride, (self, other)
+    return Span(self.stride, min(self.first, other.first), max(self.last, other.last))
+
+
+def window_span(kernel: int, stride: int, padding: int | str, size: int) -> Span:
+  """The span of a sliding window (convolution or pool) over an input of `size`."""
+  if padding == "VALID":
+    before = 0
+  elif padding == "SAME":  # XLA pads the odd pixel after: the earlier half before
+    before = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0) // 2
+  else:
+    before = padding
+  return Span(stride, -before, kernel - 1 - before)
+
+
+def window_output(kernel: int, stride: int, padding: int | str, size: int) -> int:
+  if padding == "SAME":
+    return math.ceil(size / stride)
+  pad = 0 if padding == "VALID" else padding
+  return (size + 2 * pad - kernel) // stride + 1
+
+
 class Entry:
   """What every table entry has besides its fields."""
 
@@ -164,6 +268,10 @@ class Entry:
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     """Multiply-adds of the entry's pooling for one image (kernels are counted from variables)."""
     return 0
+
+  def span(self, size: int) -> Span | None:
+    """What each output position reads of an input `size` wide; None: all of it."""
+    return Span()
 
 
 class Block(Entry):
@@ -213,6 +321,9 @@ class Conv(Entry):
       name=self.name,
     )
 
+  def span(self, size: int) -> Span:
+    return window_span(self.kernel, self.stride, self.padding, size)
+
 
 @dataclasses.dataclass(frozen=True)
 class Pool(Entry):
@@ -227,11 +338,14 @@ class Pool(Entry):
   group: str | None = None
 
   def __call__(self, x: Array, ctx: Context) -> Array:
-    x = pool(x, self.kind, self.window, self.stride, self.padding)
+    x = pool(x, self.kind, self.window, self.stride, self.padding, ctx.backward)
     return ctx.activation(x) if self.activation else x
 
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     return math.prod(out_shape) * self.window**2  # C_out·H'·W'·K·K
+
+  def span(self, size: int) -> Span:
+    return window_span(self.window, self.stride, self.padding, size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +374,9 @@ class Dense(Entry):
 
   def __call__(self, x: Array, ctx: Context) -> Array:
     return ctx.dense(x, self.features, self.activation, name=self.name)
+
+  def span(self, size: int) -> None:
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -296,6 +413,9 @@ class GlobalAvgPool(Entry):
   def __call__(self, x: Array, ctx: Context) -> Array:
     return jnp.mean(x, axis=(1, 2))
 
+  def span(self, size: int) -> None:
+    return None
+
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     return math.prod(in_shape)
 
@@ -322,12 +442,17 @@ class Inception(Block):
     branch5 = ctx.conv(
       ctx.conv(x, self.c5_reduce, 1, name="5x5_reduce"), self.c5, 5, padding=2, name="5x5"
     )
-    pooled = pool(x, "max", self.POOL, 1, self.POOL // 2)
+    pooled = pool(x, "max", self.POOL, 1, self.POOL // 2, ctx.backward)
     branch_pool = ctx.conv(pooled, self.pool_proj, 1, name="pool_proj")
     return jnp.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
 
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     return math.prod(in_shape) * self.POOL**2
+
+  def span(self, size: int) -> Span:
+    branches = [(1, 0), (3, 1), (5, 2), (self.POOL, self.POOL // 2)]  # after their 1×1s
+    spans = [window_span(kernel, 1, padding, size) for kernel, padding in branches]
+    return functools.reduce(Span.union, spans)
 
 
 BOTTLENECK_EXPANSION = 4
@@ -373,6 +498,14 @@ class Residual(Block):
       return jax.lax.optimization_barrier(ctx.activation(y))
     return ctx.activation(y)
 
+  def span(self, size: int) -> Span:
+    if self.block == "basic":
+      main = window_span(3, self.stride, 1, size)
+      main = main.then(window_span(3, 1, 1, window_output(3, self.stride, 1, size)))
+    else:  # 1×1 with the stride, 3×3, 1×1
+      main = Span(self.stride).then(window_span(3, 1, 1, window_output(1, self.stride, 0, size)))
+    return main.union(Span(self.stride)) if self.residual else main  # every shortcut: i·stride
+
   def shortcut_path(self, x: Array, out_features: int, ctx: Context) -> Array:
     changes_shape = self.stride != 1 or x.shape[-1] != out_features
     if self.shortcut == "C" or (self.shortcut == "B" and changes_shape):
@@ -409,6 +542,9 @@ class AuxHead(Block):
     y = Dropout("dropout", 0.7)(y, ctx)
     return ctx.dense(y, self.num_classes, activation=False, name="linear")
 
+  def span(self, size: int) -> None:
+    return None  # class scores
+
   def pooling_flops(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> int:
     height, width, channels = in_shape
     pooled = [(size - self.POOL) // self.POOL_STRIDE + 1 for size in (height, width)]
@@ -425,6 +561,9 @@ class PositionBias(Block):
   def body(self, scope: nn.Module, x: Array, ctx: Context) -> Array:
     bias = scope.param("bias", nn.initializers.zeros, x.shape[1:]).astype(x.dtype)
     return (x + bias).reshape((x.shape[0], -1))
+
+  def span(self, size: int) -> None:
+    return None  # flattened: no spatial map after it
 
 
 Layer = (
@@ -455,17 +594,21 @@ class ConvNet(nn.Module):
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None  # set when training data-parallel (parallel.AXIS)
   conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
+  backward: str = "gradient"  # BACKWARD_RULES; the others serve visualisation only
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
+    activation = config_values.choose("model.activation", self.activation, ACTIVATIONS)
+    config_values.check_choice("backward rule", self.backward, BACKWARD_RULES)
     ctx = Context(
-      config_values.choose("model.activation", self.activation, ACTIVATIONS),
+      with_backward_rule(activation, self.backward, is_relu=self.activation == "relu"),
       config_values.choose("model.kernel_init", self.kernel_init, INITIALIZERS),
       self.batch_norm,
       self.dtype,
       train,
       self.axis_name,
       self.conv_impl,
+      self.backward,
     )
     x = x.astype(self.dtype)
     intermediates = {}

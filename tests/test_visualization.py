@@ -1,0 +1,472 @@
+"""The visualisation suite: each technique against an analytic answer, a hand computation or a
+brute-force one, and every technique on the zoo's networks."""
+
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import models
+from input_pipeline import augment
+from models.layers import ConvNet, Dense
+from visualization import attribution, receptive, sanity, suite, synthesis, units
+from visualization.network import Network
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+# One network of each family and kind of block, at small inputs.
+ZOO = {
+  "lenet5": 32,
+  "alexnet": 67,
+  "zfnet": 67,
+  "vgg_a": 32,
+  "googlenet": 80,
+  "nin": 67,
+  "resnet18": 32,
+  "resnet50": 32,
+  "plain18": 32,
+  "cifar_resnet20": 16,
+  "alphago_policy": 19,
+}
+FAST = ("lenet5", "cifar_resnet20")
+
+
+def zoo_params():
+  return [name if name in FAST else pytest.param(name, marks=pytest.mark.slow) for name in ZOO]
+
+
+def stats(channels: int) -> augment.ColorStats:
+  return augment.ColorStats(
+    np.full(channels, 0.5, np.float32),
+    np.full(channels, 0.25, np.float32),
+    np.zeros((0,), np.float32),
+    np.ones(channels, np.float32),
+    np.eye(channels, dtype=np.float32),
+  )
+
+
+def zoo_network(name: str, **fields) -> tuple[Network, jax.Array, int]:
+  entry = models.entry(name)
+  classes = entry.num_classes if name == "alphago_policy" else 7
+  model = models.create_model(ml_collections.ConfigDict({"name": name, **fields}), classes)
+  x = jax.random.normal(jax.random.key(1), (2, ZOO[name], ZOO[name], entry.channels))
+  variables = model.init(jax.random.key(0), x)
+  return Network(model, dict(variables), stats(entry.channels)), x, classes
+
+
+def toy_network(layers, inputs: int = 6, seed: int = 0) -> tuple[Network, jax.Array]:
+  model = ConvNet(tuple(layers))
+  x = jax.random.normal(jax.random.key(seed + 1), (3, 1, 1, inputs))
+  return Network(model, dict(model.init(jax.random.key(seed), x)), stats(inputs)), x
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients and their backward rules.
+
+
+def test_saliency_of_a_linear_model_is_its_class_weights():
+  weights = jax.random.normal(jax.random.key(0), (4 * 4 * 3, 5))
+  scores = lambda x: x.reshape(len(x), -1) @ weights
+  x = jax.random.normal(jax.random.key(1), (2, 4, 4, 3))
+  classes = jnp.array([1, 4])
+  grads = attribution.gradient(scores, x, classes)
+  for i, c in enumerate(classes):
+    np.testing.assert_allclose(grads[i], weights[:, c].reshape(4, 4, 3), rtol=1e-6)
+    np.testing.assert_allclose(
+      attribution.saliency(scores, x, classes)[i],
+      np.abs(weights[:, c].reshape(4, 4, 3)).max(-1),
+      rtol=1e-6,
+    )
+
+
+def test_gradient_of_a_small_relu_net_matches_finite_differences():
+  network, x = toy_network([Dense("hidden", 8), Dense("output", 3, activation=False)])
+  scores = network.scores()
+  classes = jnp.array([0, 1, 2])
+  grads = np.asarray(attribution.gradient(scores, x, classes))
+  eps = 1e-3
+  for i in range(6):
+    step = jnp.zeros_like(x).at[..., i].set(eps)
+    difference = (
+      attribution.target_score(scores(x + step), classes)
+      - attribution.target_score(scores(x - step), classes)
+    ) / (2 * eps)
+    np.testing.assert_allclose(grads[:, 0, 0, i], difference, atol=2e-3)
+
+
+def test_guided_backprop_and_deconvnet_match_hand_masks_on_a_one_relu_toy():
+  network, x = toy_network([Dense("hidden", 5), Dense("output", 3, activation=False)])
+  w1, b1 = (
+    network.variables["params"]["hidden"]["kernel"],
+    network.variables["params"]["hidden"]["bias"],
+  )
+  w2 = network.variables["params"]["output"]["kernel"]
+  classes = jnp.array([0, 2, 1])
+  hidden = x.reshape(3, -1) @ w1 + b1
+  relevance = w2[:, classes].T  # ∂S_c/∂ReLU output, per image [3, 5]
+  expected = {
+    "gradient": (hidden > 0) * relevance,
+    "guided": (hidden > 0) * (relevance > 0) * relevance,
+    "deconvnet": (relevance > 0) * relevance,
+  }
+  for rule, mask in expected.items():
+    got = attribution.gradient(network.scores(rule), x, classes).reshape(3, -1)
+    np.testing.assert_allclose(got, mask @ w1.T, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(expected["guided"], expected["gradient"])  # the toy shows a difference
+
+
+def test_rules_change_nothing_in_a_network_without_relus():
+  network, x, _ = zoo_network("lenet5", activation="tanh")
+  classes = jnp.array([1, 3])
+  plain = attribution.gradient(network.scores(), x, classes)
+  for rule in ("guided", "deconvnet"):
+    np.testing.assert_array_equal(attribution.gradient(network.scores(rule), x, classes), plain)
+
+
+@pytest.mark.parametrize("name", zoo_params())
+def test_guided_and_deconvnet_maps_differ_from_the_gradient_in_every_network(name):
+  network, x, _ = zoo_network(name)
+  classes = jnp.array([1, 3])
+  plain = attribution.gradient(network.scores(), x, classes)
+  for rule in ("guided", "deconvnet"):
+    ruled = attribution.gradient(network.scores(rule), x, classes)
+    assert np.isfinite(ruled).all() and float(jnp.abs(ruled).max()) > 0
+    assert not np.allclose(ruled, plain, atol=1e-6), rule
+
+
+# ---------------------------------------------------------------------------------------------
+# Receptive fields.
+
+
+@pytest.mark.parametrize("name", zoo_params())
+def test_receptive_fields_from_the_table_equal_the_support_of_the_unit_gradient(name):
+  network, x, classes = zoo_network(name)
+  x = x[:1]
+  fields = receptive.receptive_fields(network.model, x.shape[1:], classes)
+  outputs, vjp = jax.vjp(network.activations("dependency"), x)
+  vjp = jax.jit(vjp)
+  checked = 0
+  for layer, field in fields.items():
+    output = outputs[layer]
+    if field is None or output.ndim != 4:
+      continue
+    height, width = output.shape[1:3]
+    for y, x_ in {(0, 0), (height // 2, width // 2), (height - 1, width - 1)}:
+      cotangent = {k: jnp.zeros_like(v) for k, v in outputs.items()}
+      # Every channel at (y, x): an inception module's channels come from branches of
+      # different widths, and its field is their union.
+      cotangent[layer] = cotangent[layer].at[0, y, x_, :].set(1.0)
+      (grad,) = vjp(cotangent)
+      rows, cols = np.nonzero(np.abs(np.asarray(grad[0])).sum(-1))
+      support = (rows.min(), rows.max(), cols.min(), cols.max())
+      assert support == field.box(y, x_), (layer, y, x_)
+      checked += 1
+  assert checked >= 3
+
+
+def test_lenet5_fields_by_hand():
+  network, x, classes = zoo_network("lenet5")
+  fields = receptive.receptive_fields(network.model, x.shape[1:], classes)
+  assert fields["c1"].size == (5, 5)
+  assert fields["s2"].size == (6, 6)  # 5 + (2 − 1)·1
+  assert fields["c3"].size == (14, 14)  # 6 + (5 − 1)·2
+  assert fields["s4"].size == (16, 16)
+  assert fields["c5"].size == (32, 32) and fields["f6"] is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Occlusion, integrated gradients, SmoothGrad, Grad-CAM.
+
+
+def test_occlusion_changes_only_where_the_square_touches_what_the_model_reads():
+  weights = jax.random.normal(jax.random.key(0), (4, 4, 1, 3))
+
+  def scores(x):  # reads only rows and columns 10–13
+    return jnp.einsum("nhwc,hwck->nk", x[:, 10:14, 10:14], weights)
+
+  x = jax.random.normal(jax.random.key(1), (2, 24, 24, 1))
+  classes = jnp.array([0, 2])
+  probability, top, rows, cols = attribution.occlusion(scores, x, classes, 5, 2, jnp.zeros(1), 7)
+  assert probability.shape == top.shape == (2, len(rows), len(cols)) and rows[-1] == 19
+  unoccluded = jax.nn.softmax(scores(x))[jnp.arange(2), classes]
+  for i, top_edge in enumerate(rows):
+    for j, left_edge in enumerate(cols):
+      touches = top_edge <= 13 and top_edge + 5 > 10 and left_edge <= 13 and left_edge + 5 > 10
+      changed = np.abs(probability[:, i, j] - unoccluded) > 1e-6
+      assert changed.any() if touches else not changed.any(), (top_edge, left_edge)
+
+
+def test_integrated_gradients_are_complete():
+  network, x, _ = zoo_network("lenet5")
+  classes = jnp.array([2, 5])
+  baseline = jnp.zeros_like(x)
+  attributions = attribution.integrated_gradients(network.scores(), x, classes, baseline, 128)
+  scores = network.scores()
+  difference = attribution.target_score(scores(x), classes) - attribution.target_score(
+    scores(baseline), classes
+  )
+  np.testing.assert_allclose(attributions.sum(axis=(1, 2, 3)), difference, rtol=0.01)
+
+
+def test_smooth_grad_without_noise_is_the_gradient_and_with_noise_differs():
+  network, x, _ = zoo_network("lenet5")
+  classes = jnp.array([2, 5])
+  key = jax.random.key(3)
+  plain = attribution.gradient(network.scores(), x, classes)
+  np.testing.assert_allclose(
+    attribution.smooth_grad(network.scores(), x, classes, key, 4, 0.0), plain, atol=1e-6
+  )
+  noisy = attribution.smooth_grad(network.scores(), x, classes, key, 4, 0.2)
+  assert not np.allclose(noisy, plain)
+
+
+def test_grad_cam_weights_the_maps_by_their_mean_gradient():
+  network, x, _ = zoo_network("lenet5")
+  head, tail = network.split("c3")
+  classes = jnp.array([2, 5])
+  cam = attribution.grad_cam(head, tail, x, classes)
+  assert cam.shape == (2, 32, 32) and float(cam.min()) >= 0
+  activations = head(x)
+  grads = jax.grad(lambda a: attribution.target_score(tail(a), classes).sum())(activations)
+  by_hand = jax.nn.relu((grads.mean((1, 2), keepdims=True) * activations).sum(-1))
+  np.testing.assert_allclose(
+    cam, jax.image.resize(by_hand, (2, 32, 32), "bilinear"), rtol=1e-5, atol=1e-6
+  )
+  np.testing.assert_allclose(tail(head(x)), network.scores()(x), rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="needs a layer with a spatial map"):
+    attribution.grad_cam(*network.split("f6"), x, classes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthesis.
+
+
+def test_class_model_of_a_linear_score_converges_to_w_over_2_lambda():
+  weights = jax.random.normal(jax.random.key(0), (4 * 4 * 3, 3))
+  scores = lambda x: x.reshape(len(x), -1) @ weights
+  l2 = 0.5
+  images = synthesis.class_models(
+    scores, (4, 4, 3), jnp.arange(3), jax.random.key(0), steps=100, learning_rate=0.5, l2=l2
+  )
+  for c in range(3):
+    np.testing.assert_allclose(images[c], weights[:, c].reshape(4, 4, 3) / (2 * l2), rtol=1e-4)
+
+
+def test_inversion_recovers_an_image_a_linear_code_determines():
+  matrix = jax.random.normal(jax.random.key(0), (4 * 4, 32))
+  code_of = lambda x: x.reshape(len(x), -1) @ matrix
+  target = jax.random.uniform(jax.random.key(1), (2, 4, 4, 1))
+  found = synthesis.invert(
+    code_of, code_of(target), (4, 4, 1), jax.random.key(2), steps=600, tv_weight=0.0
+  )
+  np.testing.assert_allclose(found, target, atol=2e-2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Units.
+
+
+def test_streamed_top_k_equals_a_brute_force_top_k():
+  network, _, _ = zoo_network("lenet5")
+  images = jax.random.normal(jax.random.key(5), (40, 32, 32, 1))
+  layer_of = lambda x: network.activations()(x)["c3"]
+  wanted = np.array([0, 3, 7])
+  found = units.top_activations(
+    layer_of, ((i, images[i : i + 7]) for i in range(0, 40, 7)), wanted, 5
+  )
+  everything = np.asarray(layer_of(images))[..., wanted]  # [40, h, w, 3]
+  best = everything.reshape(40, -1, 3).max(1)  # [40, 3]
+  for u in range(3):
+    order = np.argsort(-best[:, u], kind="stable")[:5]
+    np.testing.assert_array_equal(found.images[u], order)
+    np.testing.assert_allclose(found.values[u], best[order, u], rtol=1e-6)
+    for rank, image in enumerate(order):
+      y, x = found.positions[u, rank]
+      assert everything[image, y, x, u] == best[image, u]
+
+
+def test_patches_are_cut_by_the_field_and_padded_past_the_edge():
+  network, x, classes = zoo_network("lenet5")
+  field = receptive.receptive_fields(network.model, x.shape[1:], classes)["c3"]  # 14×14, /2
+  image = np.arange(32 * 32, dtype=np.float32).reshape(32, 32, 1)
+  inside = units.cut_patch(image, field, 3, 4, fill=-1.0)
+  np.testing.assert_array_equal(inside[..., 0], image[6:20, 8:22, 0])
+  edge = units.cut_patch(image, field, 9, 9, fill=-1.0)  # rows and columns 18–31 exist
+  assert edge.shape == (14, 14, 1)
+  np.testing.assert_array_equal(edge[..., 0], image[18:32, 18:32, 0])
+
+
+def test_filters_are_scaled_to_the_unit_range_one_image_per_filter():
+  kernel = np.random.default_rng(0).normal(size=(5, 5, 3, 8))
+  images = units.filter_images(kernel)
+  assert images.shape == (8, 5, 5, 3)
+  np.testing.assert_allclose(images.min((1, 2, 3)), 0)
+  np.testing.assert_allclose(images.max((1, 2, 3)), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sanity check.
+
+
+def test_rank_correlation_by_hand():
+  a = np.array([[1.0, 2.0, 3.0, 4.0]])
+  np.testing.assert_allclose(sanity.rank_correlation(a, a), [1.0])
+  np.testing.assert_allclose(sanity.rank_correlation(a, -a), [-1.0])
+  np.testing.assert_allclose(sanity.rank_correlation(a, np.array([[1.0, 3.0, 2.0, 4.0]])), [0.8])
+
+
+def test_cascading_randomization_decorrelates_the_gradient_map():
+  network, x, _ = zoo_network("lenet5")
+  fresh = network.model.init(jax.random.key(42), x)["params"]
+  classes = jnp.array([1, 4])
+  rows = sanity.cascading_randomization(
+    network, lambda n: attribution.saliency(n.scores(), x, classes), fresh
+  )
+  assert [layer for layer, _ in rows] == ["output", "f6", "c5", "c3", "c1"]
+  assert rows[-1][1] < 0.5  # all weights re-initialised: little left of the trained map
+
+
+# ---------------------------------------------------------------------------------------------
+# Every technique on every zoo network.
+
+
+@pytest.mark.parametrize("name", zoo_params())
+def test_every_technique_runs_on_every_zoo_network(name):
+  network, x, classes = zoo_network(name)
+  labels = jnp.array([1, 3])
+  scores = network.scores()
+  key = jax.random.key(0)
+  spatial = [
+    l.name
+    for l in network.model.layers
+    if not l.branches_off and network.activations()(x[:1])[l.name].ndim == 4
+  ]
+  layer = spatial[-1]
+  layer_of = lambda x: network.activations("deconvnet")(x)[layer]
+  results = {
+    "saliency": attribution.saliency(scores, x, labels),
+    "deconvnet": attribution.gradient(layer_of, x, jnp.array([0, 1])),
+    "guided": attribution.gradient(network.scores("guided"), x, labels),
+    "grad_cam": attribution.grad_cam(*network.split(layer), x, labels),
+    "integrated_gradients": attribution.integrated_gradients(scores, x, labels, 0 * x, 2),
+    "smooth_grad": attribution.smooth_grad(scores, x, labels, key, 2),
+    "occlusion": attribution.occlusion(scores, x, labels, x.shape[1] // 2, x.shape[1] // 2, 0.0)[0],
+    "class_models": synthesis.class_models(scores, x.shape[1:], jnp.arange(2), key, steps=2),
+    "inversion": synthesis.invert(
+      network.split(layer)[0], network.split(layer)[0](x), x.shape[1:], key, 2
+    ),
+    "patches": units.top_activations(network.split(layer)[0], [(0, x)], np.arange(2), 1).values,
+  }
+  for technique, value in results.items():
+    assert np.isfinite(np.asarray(value)).all(), technique
+  first = next(l.name for l in network.model.layers if l.name in network.variables["params"])
+  assert units.filter_images(network.variables["params"][first]["kernel"]).ndim == 4
+  fields = receptive.receptive_fields(network.model, x.shape[1:], classes)
+  assert fields[spatial[0]] is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The suite on a training workdir, and its bad input.
+
+SMALL_SUITE = {
+  "visualize__images": 3,
+  "visualize__units": 2,
+  "visualize__top_k": 3,
+  "visualize__tsne_images": 60,
+  "visualize__tsne_perplexity": 10.0,
+  "visualize__class_model_steps": 3,
+  "visualize__invert_steps": 3,
+  "visualize__ig_steps": 2,
+  "visualize__smooth_grad_samples": 2,
+}
+
+
+def snapshot(folder):
+  return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_suite_writes_every_technique_and_changes_nothing_else(
+  tiny_config, tmp_path, trained_tiny_run
+):
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  before = snapshot(workdir)
+  summary = suite.run(tiny_config(**SMALL_SUITE), workdir)
+  assert summary.startswith(f"{len(suite.TECHNIQUES)} techniques in ")
+  folder = workdir / suite.OUTPUT
+  page = (folder / "index.html").read_text()
+  for name in suite.TECHNIQUES:
+    assert f"<h2 id='{name}'>" in page
+    assert (folder / f"{name}.npz").is_file()
+  assert (folder / "sanity.md").is_file()
+  with np.load(folder / "patches.npz") as patches:
+    assert patches["images"].shape == (2, 3) and patches["images"].max() < 512
+  assert {p: t for p, t in snapshot(workdir).items() if suite.OUTPUT not in p.parts} == before
+
+
+@pytest.mark.parametrize(
+  "overrides,message",
+  [
+    ({"visualize__only": "occlusion,lime"}, "unknown technique 'lime'; known: filters, "),
+    ({"visualize__layer": "c9"}, "unknown layer 'c9'; layers: c1, s2, c3"),
+    (
+      {"visualize__layer": "f6"},
+      r"layer 'f6' has no spatial map \(output \(84,\)\); layers with one: c1, s2, c3, s4, c5",
+    ),
+    ({"visualize__invert_layers": "c1,x"}, "unknown layer 'x'"),
+    ({"visualize__top_k": 0}, "visualize.top_k must be positive, got 0"),
+    ({"visualize__smooth_grad_noise": float("nan")}, "smooth_grad_noise must be finite"),
+  ],
+)
+def test_bad_visualize_settings_are_refused_before_anything_is_written(
+  tiny_config, tmp_path, trained_tiny_run, overrides, message
+):
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  before = snapshot(workdir)
+  with pytest.raises(ValueError, match=message):
+    suite.run(tiny_config(**overrides), workdir)
+  assert snapshot(workdir) == before
+
+
+def test_visualize_without_checkpoints_is_one_line(tmp_path):
+  (tmp_path / "config.json").write_text("{}")
+  result = subprocess.run(
+    [sys.executable, "visualize.py", f"--workdir={tmp_path}"],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 1
+  assert result.stderr.strip() == f"error: no checkpoint in {tmp_path}/checkpoints; train first"
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
+
+
+@pytest.mark.slow
+def test_visualize_command_line_runs_on_a_workdir(tiny_data_dir, tmp_path, trained_tiny_run):
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  result = subprocess.run(
+    [
+      sys.executable,
+      "visualize.py",
+      f"--workdir={workdir}",
+      "--only=filters,occlusion",
+      "--images=2",
+      "--layer=c3",
+      f"--config.dataset.data_dir={tiny_data_dir}",
+      "--config.visualize.occlusion_patch=6",
+    ],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert result.returncode == 0, result.stderr
+  assert "2 techniques in" in result.stdout
+  with np.load(workdir / suite.OUTPUT / "occlusion.npz") as occlusion:
+    assert occlusion["probability"].shape[0] == 2

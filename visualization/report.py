@@ -1,0 +1,141 @@
+"""Drawing the techniques' arrays: PNG grids and the index.html that shows them all."""
+
+from __future__ import annotations
+
+import html
+import pathlib
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+import reporting
+
+
+def to_display(images: np.ndarray) -> np.ndarray:
+  """[N, H, W, C] → what imshow takes: grey [N, H, W] for one channel, RGB clipped to [0, 1]."""
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  return images[..., 0] if images.shape[-1] == 1 else images
+
+
+def photo(images: np.ndarray) -> np.ndarray:
+  """[N, H, W, C] pixels as RGB [N, H, W, 3], so that a grid's colour map leaves them grey."""
+  images = np.clip(np.asarray(images, np.float32), 0.0, 1.0)
+  return np.repeat(images, 3, -1) if images.shape[-1] == 1 else images
+
+
+def scaled(images: np.ndarray) -> np.ndarray:
+  """Each image stretched to [0, 1] on its own (for gradients and optimised images)."""
+  images = np.asarray(images, np.float32)
+  axes = tuple(range(1, images.ndim))
+  low, high = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
+  return (images - low) / np.maximum(high - low, 1e-12)
+
+
+def grid(
+  path: pathlib.Path,
+  rows: Sequence[Sequence[np.ndarray]],
+  title: str,
+  row_labels: Sequence[str] = (),
+  column_labels: Sequence[str] = (),
+  cmap: str = "gray",
+  cell: float = 1.1,
+) -> pathlib.Path:
+  """Images in a table of rows; each image [H, W] or [H, W, 3] with values in [0, 1]."""
+  height, width = len(rows), max(len(row) for row in rows)
+  figure = Figure(figsize=(cell * width + 1.2, cell * height + 0.6))
+  figure.suptitle(title, fontsize=9)
+  for r, row in enumerate(rows):
+    for c, image in enumerate(row):
+      axis = figure.add_subplot(height, width, r * width + c + 1)
+      axis.imshow(image, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+      axis.set_xticks([])
+      axis.set_yticks([])
+      if c == 0 and r < len(row_labels):
+        axis.set_ylabel(row_labels[r], fontsize=7)
+      if r == 0 and c < len(column_labels):
+        axis.set_title(column_labels[c], fontsize=7)
+  reporting.save(figure, path)
+  return path
+
+
+def overlay(images: np.ndarray, maps: np.ndarray) -> np.ndarray:
+  """Heat maps [N, H, W] (scaled to [0, 1]) laid over grey versions of the images."""
+  grey = to_display(images)
+  grey = grey if grey.ndim == 3 else grey.mean(-1)
+  heat = scaled(maps)
+  red = np.stack([heat, np.zeros_like(heat), 1 - heat], -1)
+  return 0.5 * grey[..., None] + 0.5 * red
+
+
+def scatter(
+  path: pathlib.Path,
+  points: np.ndarray,
+  labels: np.ndarray,
+  class_names: Sequence[str],
+  thumbnails: np.ndarray,
+  thumbnail_points: np.ndarray,
+  title: str,
+) -> pathlib.Path:
+  """A 2-D embedding coloured by class, with a few images drawn at their points."""
+  from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+  figure = Figure(figsize=(9, 8))
+  axis = figure.add_subplot(1, 1, 1)
+  colours = [f"C{i % 10}" for i in range(len(class_names))]
+  for c, name in enumerate(class_names):
+    chosen = labels == c
+    axis.scatter(points[chosen, 0], points[chosen, 1], s=3, c=colours[c], label=name)
+  for image, point in zip(to_display(thumbnails), thumbnail_points, strict=True):
+    box = OffsetImage(image, zoom=0.8, cmap="gray")
+    axis.add_artist(AnnotationBbox(box, point, frameon=False))
+  axis.legend(markerscale=4, fontsize=7, loc="best")
+  axis.set_title(title, fontsize=9)
+  axis.set_xticks([])
+  axis.set_yticks([])
+  reporting.save(figure, path)
+  return path
+
+
+def line_plot(
+  path: pathlib.Path, labels: Sequence[str], series: dict[str, Sequence[float]], title: str
+) -> pathlib.Path:
+  figure = Figure(figsize=(7, 4))
+  axis = figure.add_subplot(1, 1, 1)
+  for name, values in series.items():
+    axis.plot(range(len(labels)), values, marker="o", label=name)
+  axis.set_xticks(range(len(labels)), labels, rotation=45, fontsize=7)
+  axis.set_ylabel("rank correlation with the trained map")
+  axis.axhline(0, color="grey", lw=0.5)
+  axis.legend(fontsize=7)
+  axis.set_title(title, fontsize=9)
+  axis.grid(alpha=0.3)
+  reporting.save(figure, path)
+  return path
+
+
+def index_html(
+  path: pathlib.Path, title: str, sections: Sequence[tuple[str, str, str, dict]]
+) -> pathlib.Path:
+  """One page: per technique its picture, what it shows, and the settings it ran with;
+  sections are (name, picture file, description, settings)."""
+  parts = [
+    "<!doctype html><meta charset='utf-8'>",
+    f"<title>{html.escape(title)}</title>",
+    "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
+    "img{max-width:100%}td{padding:0 8px;font-size:13px}</style>",
+    f"<h1>{html.escape(title)}</h1>",
+  ]
+  for name, picture, description, settings in sections:
+    rows = "".join(
+      f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
+      for k, v in settings.items()
+    )
+    parts += [
+      f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
+      f"<p>{html.escape(description)}</p>",
+      f"<table>{rows}</table>",
+      f"<img src='{html.escape(picture)}' alt='{html.escape(name)}'>",
+    ]
+  path.write_text("\n".join(parts) + "\n")
+  return path

@@ -1,0 +1,553 @@
+"""Every technique on a training workdir: what `visualize.py` runs.
+
+Checks everything it can before anything compiles (the workdir, the techniques, the layer,
+the settings), restores the newest checkpoint and the run's config, then writes into
+`DIR/visualizations/` a PNG and the arrays (`.npz`) per technique and `index.html`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+import checkpoints
+import config_values
+import experiment
+import input_pipeline
+import models
+import parallel
+from input_pipeline import datasets
+from visualization import attribution, receptive, report, sanity, synthesis, units
+from visualization.network import Network, chunked
+
+OUTPUT = "visualizations"
+POSITIVE_SETTINGS = (
+  "images",
+  "units",
+  "top_k",
+  "batch",
+  "occlusion_patch",
+  "occlusion_stride",
+  "tsne_images",
+  "class_model_steps",
+  "invert_steps",
+  "ig_steps",
+  "smooth_grad_samples",
+)
+NON_NEGATIVE_SETTINGS = (
+  "patch_images",
+  "class_model_lr",
+  "class_model_l2",
+  "class_model_jitter",
+  "class_model_blur_every",
+  "invert_tv",
+  "smooth_grad_noise",
+  "seed",
+)
+
+
+@dataclasses.dataclass
+class Suite:
+  """What every technique reads: the network, the settings, the images it explains."""
+
+  network: Network
+  settings: ml_collections.ConfigDict
+  config: ml_collections.ConfigDict
+  data: input_pipeline.Data
+  layer: str  # the layer with a spatial map that patches, deconvnet and Grad-CAM look at
+  fields: dict[str, receptive.Field | None]
+  x: jax.Array  # the explained eval images, in input space
+  labels: jax.Array
+  class_names: list[str]
+  folder: pathlib.Path
+
+  def pixels(self, x: jax.Array) -> np.ndarray:
+    return np.asarray(self.network.pixels(x))
+
+  def save(self, name: str, **arrays: Any) -> None:
+    np.savez_compressed(
+      self.folder / f"{name}.npz", **{k: np.asarray(v) for k, v in arrays.items()}
+    )
+
+  def key(self, name: str) -> jax.Array:
+    return jax.random.fold_in(jax.random.key(self.settings.seed), sum(map(ord, name)))
+
+
+Section = tuple[str, str, str, dict]  # name, picture file, what it shows, settings
+
+
+# ---------------------------------------------------------------------------------------------
+# The techniques, in the order of spec §5.
+
+
+def filters(s: Suite) -> Section:
+  first = next(l.name for l in s.network.model.layers if l.name in s.network.variables["params"])
+  kernel = np.asarray(s.network.variables["params"][first]["kernel"])
+  images = units.filter_images(kernel)  # [C_out, k, k, C_in]
+  if images.shape[-1] in (1, 3):
+    rows = [list(report.to_display(images[i : i + 16])) for i in range(0, len(images), 16)]
+  else:  # deeper: the first 16 filters, a row per input channel slice (first 8)
+    rows = [[images[f, ..., c] for f in range(min(16, len(images)))] for c in range(8)]
+  s.save("filters", kernel=kernel, images=images)
+  picture = report.grid(s.folder / "filters.png", rows, f"{first}: {kernel.shape[-1]} filters")
+  return "filters", picture.name, f"The learned kernels of {first}, each scaled to [0, 1].", {}
+
+
+def patches(s: Suite) -> Section:
+  head, _ = s.network.split(s.layer)
+  count = min(s.settings.units, jax.eval_shape(head, s.x[:1]).shape[-1])
+  wanted = np.arange(count)
+  train = s.data.train
+  limit = min(s.settings.patch_images or len(train), len(train))
+
+  def batches():
+    for first in range(0, limit, s.settings.batch):
+      indices = np.arange(first, min(first + s.settings.batch, limit))
+      yield first, s.network.inputs(jnp.asarray(train.read(indices)[0]))
+
+  started = time.perf_counter()
+  found = units.top_activations(head, batches(), wanted, s.settings.top_k)
+  seconds = time.perf_counter() - started
+  field = s.fields[s.layer]
+  rows = []
+  for u in range(count):
+    pictures = train.read(found.images[u])[0]
+    pixels = s.pixels(s.network.inputs(jnp.asarray(pictures)))
+    rows.append(
+      [
+        report.to_display(
+          units.cut_patch(pixels[i], field, *found.positions[u, i], fill=0.5)[None]
+        )[0]
+        for i in range(len(pictures))
+      ]
+    )
+  s.save("patches", values=found.values, images=found.images, positions=found.positions)
+  picture = report.grid(
+    s.folder / "patches.png",
+    rows,
+    f"{s.layer}: top {s.settings.top_k} patches per unit",
+    row_labels=[f"unit {u}" for u in range(count)],
+  )
+  size = "×".join(map(str, field.size)) if field else "the whole image"
+  return (
+    "patches",
+    picture.name,
+    f"For units 0–{count - 1} of {s.layer}, the {s.settings.top_k} training images (of "
+    f"{limit}) with the strongest activation, cut to the unit's receptive field ({size}; grey "
+    f"where it runs past the image). {limit / seconds:,.0f} images/s.",
+    {"layer": s.layer, "units": count, "top_k": s.settings.top_k, "images searched": limit},
+  )
+
+
+def tsne(s: Suite) -> Section:
+  from sklearn.manifold import TSNE
+
+  penultimate = s.network.layer_names[-2]
+  head, _ = s.network.split(penultimate)
+  count = min(s.settings.tsne_images, len(s.data.eval))
+  images, labels = s.data.eval.read(np.arange(count))
+  codes = chunked(
+    lambda x: head(s.network.inputs(x)).reshape(len(x), -1), jnp.asarray(images), s.settings.batch
+  )
+  points = TSNE(
+    2,
+    perplexity=min(s.settings.tsne_perplexity, count - 1),
+    init="pca",
+    random_state=s.settings.seed,
+  ).fit_transform(codes)
+  shown = np.linspace(0, count - 1, min(count, 24)).astype(int)
+  s.save("tsne", points=points, labels=labels)
+  picture = report.scatter(
+    s.folder / "tsne.png",
+    points,
+    labels,
+    s.class_names,
+    s.pixels(s.network.inputs(jnp.asarray(images[shown]))),
+    points[shown],
+    f"t-SNE of {penultimate} ({codes.shape[1]} dimensions), {count} eval images",
+  )
+  return (
+    "tsne",
+    picture.name,
+    f"scikit-learn's t-SNE of the {penultimate} codes of {count} eval images, coloured by "
+    "class, with some of the images drawn at their points.",
+    {"layer": penultimate, "images": count, "perplexity": s.settings.tsne_perplexity},
+  )
+
+
+def occlusion(s: Suite) -> Section:
+  scores = s.network.scores()
+  started = time.perf_counter()
+  probability, top, rows, cols = attribution.occlusion(
+    scores,
+    s.x,
+    s.labels,
+    s.settings.occlusion_patch,
+    s.settings.occlusion_stride,
+    s.network.grey(),
+    s.settings.batch,
+  )
+  seconds = time.perf_counter() - started
+  evaluated = probability.size
+  s.save("occlusion", probability=probability, top_class=top, rows=rows, cols=cols)
+  pixels = report.photo(s.pixels(s.x))
+  grid_rows = [
+    [pixels[i], probability[i], top[i] / max(len(s.class_names) - 1, 1)] for i in range(len(s.x))
+  ]
+  picture = report.grid(
+    s.folder / "occlusion.png",
+    grid_rows,
+    "occlusion",
+    row_labels=[s.class_names[int(c)] for c in s.labels],
+    column_labels=["image", "p(true class)", "most likely class"],
+    cmap="viridis",
+    cell=1.6,
+  )
+  return (
+    "occlusion",
+    picture.name,
+    f"A {s.settings.occlusion_patch}² square of the dataset's mean colour slid by "
+    f"{s.settings.occlusion_stride} pixels: the probability of the true class (dark: the "
+    f"square hides what the network needs) and the most likely class at each position. "
+    f"{evaluated / seconds:,.0f} occluded images/s.",
+    {"patch": s.settings.occlusion_patch, "stride": s.settings.occlusion_stride},
+  )
+
+
+def _map_section(s: Suite, name: str, maps: jax.Array, description: str, settings: dict) -> Section:
+  maps = np.asarray(maps)
+  s.save(name, maps=maps, labels=s.labels)
+  pixels = report.photo(s.pixels(s.x))
+  rows = [[pixels[i], report.scaled(maps[i : i + 1])[0]] for i in range(len(maps))]
+  picture = report.grid(
+    s.folder / f"{name}.png",
+    rows,
+    name,
+    row_labels=[s.class_names[int(c)] for c in s.labels],
+    column_labels=["image", name],
+    cmap="inferno",
+    cell=1.6,
+  )
+  return name, picture.name, description, settings
+
+
+def _signed_section(
+  s: Suite, name: str, grads: jax.Array, description: str, settings: dict
+) -> Section:
+  """Gradient-like images shown as images: each scaled to [0, 1] around zero at 0.5."""
+  grads = np.asarray(grads)
+  s.save(name, maps=grads, labels=s.labels)
+  bound = np.abs(grads).max(axis=(1, 2, 3), keepdims=True) + 1e-12
+  shown = report.to_display(0.5 + 0.5 * grads / bound)
+  pixels = report.photo(s.pixels(s.x))
+  rows = [[pixels[i], shown[i]] for i in range(len(grads))]
+  picture = report.grid(
+    s.folder / f"{name}.png",
+    rows,
+    name,
+    row_labels=[s.class_names[int(c)] for c in s.labels],
+    column_labels=["image", name],
+    cell=1.6,
+  )
+  return name, picture.name, description, settings
+
+
+def saliency(s: Suite) -> Section:
+  maps = attribution.saliency(s.network.scores(), s.x, s.labels)
+  return _map_section(
+    s, "saliency", maps, "|∂S_c/∂I|, the maximum over channels, for the true class c.", {}
+  )
+
+
+def deconvnet(s: Suite) -> Section:
+  layer_of = lambda x: s.network.activations("deconvnet")(x)[s.layer]
+  strongest = jnp.argmax(jnp.max(layer_of(s.x), axis=(1, 2)), -1)
+  grads = attribution.gradient(layer_of, s.x, strongest)
+  return _signed_section(
+    s,
+    "deconvnet",
+    grads,
+    f"Zeiler & Fergus's deconvnet projection of each image's most active {s.layer} unit "
+    "(ReLUs pass positive signals back whatever their input; max pools route to the argmax).",
+    {"layer": s.layer},
+  )
+
+
+def guided(s: Suite) -> Section:
+  grads = attribution.gradient(s.network.scores("guided"), s.x, s.labels)
+  return _signed_section(
+    s,
+    "guided",
+    grads,
+    "Guided backpropagation of the true class: only positive gradients pass a ReLU, and only "
+    "where its input was positive.",
+    {},
+  )
+
+
+def class_models(s: Suite) -> Section:
+  v = s.settings
+  classes = jnp.arange(len(s.class_names))
+  images = synthesis.class_models(
+    s.network.scores(),
+    tuple(s.x.shape[1:]),
+    classes,
+    s.key("class_models"),
+    v.class_model_steps,
+    v.class_model_lr,
+    v.class_model_l2,
+    v.class_model_jitter,
+    v.class_model_blur_every,
+  )
+  s.save("class_models", images=images)
+  shown = report.to_display(report.scaled(images))
+  picture = report.grid(
+    s.folder / "class_models.png",
+    [list(shown)],
+    "class models",
+    column_labels=s.class_names,
+    cell=1.4,
+  )
+  return (
+    "class_models",
+    picture.name,
+    "argmax_I S_c(I) − λ‖I‖² by gradient ascent from zeros, one image per class.",
+    {k: v[f"class_model_{k}"] for k in ("steps", "lr", "l2", "jitter", "blur_every")},
+  )
+
+
+def inversion(s: Suite) -> Section:
+  layers = invert_layers(s.network, s.settings)
+  rows, arrays = [], {}
+  originals = report.to_display(s.pixels(s.x[:4]))
+  rows.append(list(originals))
+  for layer in layers:
+    head, _ = s.network.split(layer)
+    found = synthesis.invert(
+      head,
+      head(s.x[:4]),
+      tuple(s.x.shape[1:]),
+      s.key(layer),
+      s.settings.invert_steps,
+      tv_weight=s.settings.invert_tv,
+    )
+    arrays[layer] = found
+    rows.append(list(report.to_display(report.scaled(found))))
+  s.save("inversion", **arrays)
+  picture = report.grid(
+    s.folder / "inversion.png", rows, "inversion", row_labels=["image", *layers], cell=1.4
+  )
+  return (
+    "inversion",
+    picture.name,
+    "Images whose code at each layer matches the real image's: argmin_x "
+    "‖Φ(x) − Φ0‖²/‖Φ0‖² + λ·TV(x), from small noise (Mahendran & Vedaldi 2015).",
+    {"layers": ", ".join(layers), "steps": s.settings.invert_steps, "tv": s.settings.invert_tv},
+  )
+
+
+def grad_cam(s: Suite) -> Section:
+  maps = attribution.grad_cam(*s.network.split(s.layer), s.x, s.labels)
+  return _map_section(
+    s, "grad_cam", maps, f"Grad-CAM of the true class at {s.layer}.", {"layer": s.layer}
+  )
+
+
+def integrated_gradients(s: Suite) -> Section:
+  attributions = attribution.integrated_gradients(
+    s.network.scores(), s.x, s.labels, jnp.zeros_like(s.x), s.settings.ig_steps
+  )
+  return _map_section(
+    s,
+    "integrated_gradients",
+    jnp.abs(attributions).max(-1),
+    "Integrated gradients of the true class from the mean image (zero input), |·| max over "
+    "channels; they sum to S(x) − S(baseline).",
+    {"steps": s.settings.ig_steps},
+  )
+
+
+def smooth_grad(s: Suite) -> Section:
+  grads = attribution.smooth_grad(
+    s.network.scores(),
+    s.x,
+    s.labels,
+    s.key("smooth_grad"),
+    s.settings.smooth_grad_samples,
+    s.settings.smooth_grad_noise,
+  )
+  return _map_section(
+    s,
+    "smooth_grad",
+    jnp.abs(grads).max(-1),
+    "SmoothGrad: the gradient averaged over noisy copies, |·| max over channels.",
+    {"samples": s.settings.smooth_grad_samples, "noise": s.settings.smooth_grad_noise},
+  )
+
+
+def sanity_check(s: Suite) -> Section:
+  fresh = s.network.model.init(s.key("sanity"), s.x[:1])["params"]
+  explain = {
+    "saliency": lambda n: attribution.saliency(n.scores(), s.x, s.labels),
+    "guided": lambda n: jnp.abs(attribution.gradient(n.scores("guided"), s.x, s.labels)).max(-1),
+    "grad_cam": lambda n: attribution.grad_cam(*n.split(s.layer), s.x, s.labels),
+  }
+  results = {
+    name: sanity.cascading_randomization(s.network, fn, fresh) for name, fn in explain.items()
+  }
+  layers = [layer for layer, _ in results["saliency"]]
+  table = {name: [value for _, value in rows] for name, rows in results.items()}
+  s.save("sanity", layers=np.asarray(layers), **{k: np.asarray(v) for k, v in table.items()})
+  lines = [
+    "| re-initialised down to | " + " | ".join(table) + " |",
+    "|---" * (len(table) + 1) + "|",
+  ]
+  lines += [
+    f"| {layer} | " + " | ".join(f"{table[n][i]:.2f}" for n in table) + " |"
+    for i, layer in enumerate(layers)
+  ]
+  (s.folder / "sanity.md").write_text("\n".join(lines) + "\n")
+  picture = report.line_plot(
+    s.folder / "sanity.png",
+    layers,
+    table,
+    "cascading randomisation from the top (Adebayo et al. 2018)",
+  )
+  return (
+    "sanity",
+    picture.name,
+    "The layers re-initialised one at a time from the top, cumulatively: the mean Spearman "
+    "rank correlation of each map with the trained network's (a map that stays near 1 does not "
+    "depend on the weights). Table: sanity.md.",
+    {"maps": ", ".join(table)},
+  )
+
+
+TECHNIQUES: dict[str, Callable[[Suite], Section]] = {
+  "filters": filters,
+  "patches": patches,
+  "tsne": tsne,
+  "occlusion": occlusion,
+  "saliency": saliency,
+  "deconvnet": deconvnet,
+  "guided": guided,
+  "class_models": class_models,
+  "inversion": inversion,
+  "grad_cam": grad_cam,
+  "integrated_gradients": integrated_gradients,
+  "smooth_grad": smooth_grad,
+  "sanity": sanity_check,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks and the run.
+
+
+def spatial_layers(network: Network, shapes: dict[str, Any]) -> list[str]:
+  return [
+    l.name for l in network.model.layers if not l.branches_off and len(shapes[l.name].shape) == 4
+  ]
+
+
+def invert_layers(network: Network, settings: ml_collections.ConfigDict) -> list[str]:
+  names = [l.name for l in network.model.layers if not l.branches_off]
+  chosen = config_values.split_list(settings.invert_layers)
+  return chosen or [*names[: len(names) - 1 : 4], names[-2]]
+
+
+def check(
+  config: ml_collections.ConfigDict, network: Network, shapes: dict[str, Any]
+) -> tuple[list[str], str]:
+  """The techniques to run and the layer to look at, or a ValueError naming the bad value."""
+  settings = config.visualize
+  for field in POSITIVE_SETTINGS:
+    if not settings[field] > 0:
+      raise ValueError(f"visualize.{field} must be positive, got {settings[field]}")
+  for field in NON_NEGATIVE_SETTINGS:
+    if not 0 <= settings[field] < np.inf:
+      raise ValueError(f"visualize.{field} must be finite and 0 or more, got {settings[field]}")
+  techniques = config_values.split_list(settings.only) or list(TECHNIQUES)
+  for name in techniques:
+    config_values.check_choice("technique", name, list(TECHNIQUES))
+  spatial = spatial_layers(network, shapes)
+  layer = settings.layer or spatial[-1]
+  network.check_layer(layer)
+  if layer not in spatial:
+    raise ValueError(
+      f"layer {layer!r} has no spatial map (output {tuple(shapes[layer].shape[1:])}); "
+      f"layers with one: {', '.join(spatial)}"
+    )
+  for name in invert_layers(network, settings):
+    network.check_layer(name)
+  return techniques, layer
+
+
+def class_names(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> list[str]:
+  names = [str(i) for i in range(info.num_classes)]
+  if config.dataset.name != datasets.SYNTHETIC:
+    builder = datasets.open_builder(
+      config.dataset.name, datasets.resolve_data_dir(config.dataset.data_dir)
+    )
+    label = builder.info.features["label"]
+    known = list(label.names) if getattr(label, "names", None) else []
+    ids = info.classes or range(len(known))
+    names = [known[i] for i in ids] if known else names
+  return names
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
+  """Runs the configured techniques on `workdir`'s newest checkpoint; returns a summary."""
+  started = time.perf_counter()
+  workdir = pathlib.Path(workdir).resolve()
+  if checkpoints.latest_step(workdir) is None:
+    raise ValueError(f"no checkpoint in {workdir / checkpoints.CHECKPOINTS}; train first")
+  info = experiment.check_config(config)
+  model = models.create_model(config.model, info.num_classes)
+  input_shape = input_pipeline.input_shape(config, info)
+  _, shapes = models.trace(model, input_shape, info.num_classes)
+  untrained = Network(model, {}, None)
+  techniques, layer = check(config, untrained, shapes)
+
+  data = input_pipeline.load_data(config)
+  step, saved = checkpoints.read_newest(workdir, "visualize", parallel.announce)
+  variables = {"params": saved["params"], "batch_stats": saved.get("batch_stats") or {}}
+  network = Network(
+    model, variables, data.stats, config.dataset.normalization, config.dataset.crop_size
+  )
+  images, labels = data.eval.read(np.arange(min(config.visualize.images, len(data.eval))))
+  folder = workdir / OUTPUT
+  folder.mkdir(exist_ok=True)
+  suite = Suite(
+    network,
+    config.visualize,
+    config,
+    data,
+    layer,
+    receptive.receptive_fields(model, input_shape, info.num_classes),
+    network.inputs(jnp.asarray(images)),
+    jnp.asarray(labels),
+    class_names(config, data.info),
+    folder,
+  )
+  sections, times = [], {}
+  for name in techniques:
+    began = time.perf_counter()
+    sections.append(TECHNIQUES[name](suite))
+    times[name] = time.perf_counter() - began
+    parallel.announce(f"{name}: {folder / sections[-1][1]} ({times[name]:.1f} s)")
+  report.index_html(
+    folder / "index.html",
+    f"{config.model.name} on {info.name}, step {step}: {workdir}",
+    [(n, p, f"{d} ({times[n]:.1f} s)", settings) for n, p, d, settings in sections],
+  )
+  total = time.perf_counter() - started
+  return f"{len(sections)} techniques in {total:.0f} s: {folder / 'index.html'}"
