@@ -31,7 +31,10 @@ from visualization import suite
 def run_config(argv: list[str]) -> ml_collections.ConfigDict:
   """The config saved in the workdir named on the command line, with the visualize.* fields
   of the base config added; the base config if there is none (the run then says why)."""
-  workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), "")
+  following = dict(zip(argv, [*argv[1:], ""], strict=True))  # --workdir DIR
+  workdir = following.get("--workdir") or next(
+    (a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), ""
+  )
   saved = pathlib.Path(workdir, checkpoints.CONFIG_FILE) if workdir else None
   try:
     config = ml_collections.ConfigDict(json.loads(saved.read_text()))

@@ -109,6 +109,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.visualize.images = 8  # eval images the per-image maps are drawn for
   config.visualize.layer = ""  # for patches, deconvnet units, Grad-CAM; "": last spatial one
   config.visualize.units = 8  # the layer's first N channels get top-k patches
+  config.visualize.unit_ids = ""  # or these channels, e.g. "3,17,40" (also deconvnet's unit)
+  config.visualize.patch_layers = ""  # layers searched for patches, e.g. "c3,s4"; "": layer
+  config.visualize.classes = ""  # class ids or names for class models, e.g. "0,Bag"; "": all
   config.visualize.top_k = 9  # patches per unit (Zeiler & Fergus 2014, Fig. 2: 9)
   config.visualize.patch_images = 0  # training images searched for patches; 0: all
   config.visualize.batch = 256  # images (or occluded copies) per forward pass

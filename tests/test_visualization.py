@@ -404,8 +404,9 @@ def test_suite_writes_every_technique_and_changes_nothing_else(
     assert f"<h2 id='{name}'>" in page
     assert (folder / f"{name}.npz").is_file()
   assert (folder / "sanity.md").is_file()
-  with np.load(folder / "patches.npz") as patches:
-    assert patches["images"].shape == (2, 3) and patches["images"].max() < 512
+  with np.load(folder / "patches.npz") as patches:  # the default layer: the last map over 1×1
+    assert patches["s4_images"].shape == (2, 3) and patches["s4_images"].max() < 512
+    np.testing.assert_array_equal(patches["s4_units"], [0, 1])
   assert {p: t for p, t in snapshot(workdir).items() if suite.OUTPUT not in p.parts} == before
 
 
@@ -416,10 +417,13 @@ def test_suite_writes_every_technique_and_changes_nothing_else(
     ({"visualize__layer": "c9"}, "unknown layer 'c9'; layers: c1, s2, c3"),
     (
       {"visualize__layer": "f6"},
-      r"layer 'f6' has no spatial map \(output \(84,\)\); layers with one: c1, s2, c3, s4, c5",
+      r"layer 'f6' has no spatial map \(output \(84,\)\); layers with one: c1, s2, c3, s4",
     ),
     ({"visualize__invert_layers": "c1,x"}, "unknown layer 'x'"),
     ({"visualize__top_k": 0}, "visualize.top_k must be positive, got 0"),
+    ({"visualize__unit_ids": "3,16"}, "visualize.unit_ids '3,16': layer 's4' has units 0–15"),
+    ({"visualize__patch_layers": "c1,f6"}, "layer 'f6' has no spatial map"),
+    ({"visualize__classes": "Bag,Hat"}, "unknown class 'Hat' in visualize.classes; ids 0–9"),
     ({"visualize__smooth_grad_noise": float("nan")}, "smooth_grad_noise must be finite"),
   ],
 )

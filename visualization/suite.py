@@ -25,6 +25,7 @@ import input_pipeline
 import models
 import parallel
 from input_pipeline import datasets
+from models.layers import Conv
 from visualization import attribution, receptive, report, sanity, synthesis, units
 from visualization.network import Network, chunked
 
@@ -63,6 +64,7 @@ class Suite:
   config: ml_collections.ConfigDict
   data: input_pipeline.Data
   layer: str  # the layer with a spatial map that patches, deconvnet and Grad-CAM look at
+  plan: Plan
   fields: dict[str, receptive.Field | None]
   x: jax.Array  # the explained eval images, in input space
   labels: jax.Array
@@ -84,27 +86,55 @@ class Suite:
 Section = tuple[str, str, str, dict]  # name, picture file, what it shows, settings
 
 
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What the settings ask for, checked against the network before anything compiles."""
+
+  techniques: list[str]
+  layer: str
+  patch_layers: list[str]
+  unit_ids: dict[str, np.ndarray]  # per patch layer (and the layer): its units
+  classes: np.ndarray  # class ids for class models
+  chosen_units: bool  # unit_ids named (deconvnet projects the first, not each image's strongest)
+
+
 # ---------------------------------------------------------------------------------------------
 # The techniques, in the order of spec §5.
 
 
 def filters(s: Suite) -> Section:
-  first = next(l.name for l in s.network.model.layers if l.name in s.network.variables["params"])
-  kernel = np.asarray(s.network.variables["params"][first]["kernel"])
-  images = units.filter_images(kernel)  # [C_out, k, k, C_in]
-  if images.shape[-1] in (1, 3):
-    rows = [list(report.to_display(images[i : i + 16])) for i in range(0, len(images), 16)]
-  else:  # deeper: the first 16 filters, a row per input channel slice (first 8)
-    rows = [[images[f, ..., c] for f in range(min(16, len(images)))] for c in range(8)]
-  s.save("filters", kernel=kernel, images=images)
-  picture = report.grid(s.folder / "filters.png", rows, f"{first}: {kernel.shape[-1]} filters")
-  return "filters", picture.name, f"The learned kernels of {first}, each scaled to [0, 1].", {}
+  convs = [
+    l.name
+    for l in s.network.model.layers[: s.network.check_layer(s.layer) + 1]
+    if isinstance(l, Conv) and l.kernel > 1
+  ]
+  shown = list(dict.fromkeys([convs[0], convs[-1]]))  # the first layer, and the deepest one
+  params = s.network.variables["params"]
+  rows, labels, arrays = [], [], {}
+  for name in shown:
+    kernel = np.asarray(params[name]["kernel"])
+    images = units.filter_images(kernel)  # [C_out, k, k, C_in]
+    arrays[name] = kernel
+    if name == convs[0] and images.shape[-1] in (1, 3):  # colour (or grey) images
+      for i in range(0, min(len(images), 64), 16):
+        rows.append(list(report.to_display(images[i : i + 16])))
+        labels.append(f"{name} {i}–{min(i + 16, len(images)) - 1}")
+    else:  # one row per input channel (the first 8): the first 16 filters' slices
+      for c in range(min(8, images.shape[-1])):
+        rows.append([images[f, ..., c] for f in range(min(16, len(images)))])
+        labels.append(f"{name} in {c}")
+  s.save("filters", **arrays)
+  picture = report.grid(s.folder / "filters.png", rows, "filters", row_labels=labels)
+  return (
+    "filters",
+    picture.name,
+    f"The learned kernels of {' and '.join(shown)}, each filter scaled to [0, 1]; deeper ones "
+    "as one slice per input channel.",
+    {"layers": ", ".join(shown)},
+  )
 
 
 def patches(s: Suite) -> Section:
-  head, _ = s.network.split(s.layer)
-  count = min(s.settings.units, jax.eval_shape(head, s.x[:1]).shape[-1])
-  wanted = np.arange(count)
   train = s.data.train
   limit = min(s.settings.patch_images or len(train), len(train))
 
@@ -113,37 +143,38 @@ def patches(s: Suite) -> Section:
       indices = np.arange(first, min(first + s.settings.batch, limit))
       yield first, s.network.inputs(jnp.asarray(train.read(indices)[0]))
 
-  started = time.perf_counter()
-  found = units.top_activations(head, batches(), wanted, s.settings.top_k)
-  seconds = time.perf_counter() - started
-  field = s.fields[s.layer]
-  rows = []
-  for u in range(count):
-    pictures = train.read(found.images[u])[0]
-    pixels = s.pixels(s.network.inputs(jnp.asarray(pictures)))
-    rows.append(
-      [
-        report.to_display(
-          units.cut_patch(pixels[i], field, *found.positions[u, i], fill=0.5)[None]
-        )[0]
-        for i in range(len(pictures))
+  rows, labels, arrays, rates, sizes = [], [], {}, [], []
+  for layer in s.plan.patch_layers:
+    wanted = s.plan.unit_ids[layer]
+    started = time.perf_counter()
+    found = units.top_activations(s.network.split(layer)[0], batches(), wanted, s.settings.top_k)
+    rates.append(limit / (time.perf_counter() - started))
+    field = s.fields[layer]
+    sizes.append(f"{layer} {'×'.join(map(str, field.size))}")
+    for u, unit in enumerate(wanted):
+      pixels = s.pixels(s.network.inputs(jnp.asarray(train.read(found.images[u])[0])))
+      cut = [
+        units.cut_patch(p, field, *found.positions[u, i], fill=0.5) for i, p in enumerate(pixels)
       ]
-    )
-  s.save("patches", values=found.values, images=found.images, positions=found.positions)
+      rows.append(list(report.to_display(np.stack(cut))))
+      labels.append(f"{layer} unit {unit}")
+    arrays |= {
+      f"{layer}_units": wanted,
+      f"{layer}_values": found.values,
+      f"{layer}_images": found.images,
+      f"{layer}_positions": found.positions,
+    }
+  s.save("patches", **arrays)
   picture = report.grid(
-    s.folder / "patches.png",
-    rows,
-    f"{s.layer}: top {s.settings.top_k} patches per unit",
-    row_labels=[f"unit {u}" for u in range(count)],
+    s.folder / "patches.png", rows, f"top {s.settings.top_k} patches per unit", row_labels=labels
   )
-  size = "×".join(map(str, field.size)) if field else "the whole image"
   return (
     "patches",
     picture.name,
-    f"For units 0–{count - 1} of {s.layer}, the {s.settings.top_k} training images (of "
-    f"{limit}) with the strongest activation, cut to the unit's receptive field ({size}; grey "
-    f"where it runs past the image). {limit / seconds:,.0f} images/s.",
-    {"layer": s.layer, "units": count, "top_k": s.settings.top_k, "images searched": limit},
+    f"For each unit, the {s.settings.top_k} training images (of {limit}) with its strongest "
+    f"activation, cut to its receptive field ({', '.join(sizes)}; grey where it runs past the "
+    f"image). {min(rates):,.0f} images/s per layer searched.",
+    {"layers": ", ".join(s.plan.patch_layers), "top_k": s.settings.top_k, "images": limit},
   )
 
 
@@ -269,13 +300,17 @@ def saliency(s: Suite) -> Section:
 
 def deconvnet(s: Suite) -> Section:
   layer_of = lambda x: s.network.activations("deconvnet")(x)[s.layer]
-  strongest = jnp.argmax(jnp.max(layer_of(s.x), axis=(1, 2)), -1)
-  grads = attribution.gradient(layer_of, s.x, strongest)
+  if s.plan.chosen_units:
+    unit = jnp.full(len(s.x), s.plan.unit_ids[s.layer][0])
+  else:  # each image's most active unit
+    unit = jnp.argmax(jnp.max(layer_of(s.x), axis=(1, 2)), -1)
+  grads = attribution.gradient(layer_of, s.x, unit)
   return _signed_section(
     s,
     "deconvnet",
     grads,
-    f"Zeiler & Fergus's deconvnet projection of each image's most active {s.layer} unit "
+    f"Zeiler & Fergus's deconvnet projection of a {s.layer} unit (the first of unit_ids, else "
+    "each image's most active one) "
     "(ReLUs pass positive signals back whatever their input; max pools route to the argmax).",
     {"layer": s.layer},
   )
@@ -295,7 +330,7 @@ def guided(s: Suite) -> Section:
 
 def class_models(s: Suite) -> Section:
   v = s.settings
-  classes = jnp.arange(len(s.class_names))
+  classes = jnp.asarray(s.plan.classes)
   images = synthesis.class_models(
     s.network.scores(),
     tuple(s.x.shape[1:]),
@@ -313,13 +348,14 @@ def class_models(s: Suite) -> Section:
     s.folder / "class_models.png",
     [list(shown)],
     "class models",
-    column_labels=s.class_names,
+    column_labels=[s.class_names[c] for c in s.plan.classes],
     cell=1.4,
   )
   return (
     "class_models",
     picture.name,
-    "argmax_I S_c(I) − λ‖I‖² by gradient ascent from zeros, one image per class.",
+    "argmax_I S_c(I) − λ‖I‖² by gradient ascent from the mean image (plus noise of σ 0.01), "
+    "one image per class.",
     {k: v[f"class_model_{k}"] for k in ("steps", "lr", "l2", "jitter", "blur_every")},
   )
 
@@ -453,8 +489,12 @@ TECHNIQUES: dict[str, Callable[[Suite], Section]] = {
 
 
 def spatial_layers(network: Network, shapes: dict[str, Any]) -> list[str]:
+  """Main-path layers whose output is a map larger than 1×1 (LeNet-5's c5 is 1×1: a Grad-CAM
+  or a patch search there says nothing about where)."""
   return [
-    l.name for l in network.model.layers if not l.branches_off and len(shapes[l.name].shape) == 4
+    l.name
+    for l in network.model.layers
+    if not l.branches_off and len(shapes[l.name].shape) == 4 and shapes[l.name].shape[1] > 1
   ]
 
 
@@ -465,9 +505,12 @@ def invert_layers(network: Network, settings: ml_collections.ConfigDict) -> list
 
 
 def check(
-  config: ml_collections.ConfigDict, network: Network, shapes: dict[str, Any]
-) -> tuple[list[str], str]:
-  """The techniques to run and the layer to look at, or a ValueError naming the bad value."""
+  config: ml_collections.ConfigDict,
+  network: Network,
+  shapes: dict[str, Any],
+  names: list[str],
+) -> Plan:
+  """What to run, on which layers, units and classes; a ValueError names the first bad value."""
   settings = config.visualize
   for field in POSITIVE_SETTINGS:
     if not settings[field] > 0:
@@ -479,16 +522,49 @@ def check(
   for name in techniques:
     config_values.check_choice("technique", name, list(TECHNIQUES))
   spatial = spatial_layers(network, shapes)
-  layer = settings.layer or spatial[-1]
-  network.check_layer(layer)
-  if layer not in spatial:
-    raise ValueError(
-      f"layer {layer!r} has no spatial map (output {tuple(shapes[layer].shape[1:])}); "
-      f"layers with one: {', '.join(spatial)}"
-    )
+
+  def spatial_layer(name: str) -> str:
+    network.check_layer(name)
+    if name not in spatial:
+      raise ValueError(
+        f"layer {name!r} has no spatial map (output {tuple(shapes[name].shape[1:])}); "
+        f"layers with one: {', '.join(spatial)}"
+      )
+    return name
+
+  layer = spatial_layer(settings.layer or spatial[-1])
+  patch_layers = [spatial_layer(n) for n in config_values.split_list(settings.patch_layers)]
+  patch_layers = patch_layers or [layer]
   for name in invert_layers(network, settings):
     network.check_layer(name)
-  return techniques, layer
+  chosen = config_values.split_list(settings.unit_ids)
+  unit_ids = {}
+  for name in dict.fromkeys([*patch_layers, layer]):
+    channels = shapes[name].shape[-1]
+    try:
+      ids = np.asarray([int(unit) for unit in chosen], int)
+    except ValueError:
+      raise ValueError(
+        f"bad visualize.unit_ids {settings.unit_ids!r}; expected e.g. 3,17"
+      ) from None
+    if chosen and not ((ids >= 0) & (ids < channels)).all():
+      raise ValueError(
+        f"visualize.unit_ids {settings.unit_ids!r}: layer {name!r} has units 0–{channels - 1}"
+      )
+    unit_ids[name] = ids if chosen else np.arange(min(settings.units, channels))
+  classes = []
+  for entry in config_values.split_list(settings.classes):
+    if entry in names:
+      classes.append(names.index(entry))
+    elif entry.isdigit() and int(entry) < len(names):
+      classes.append(int(entry))
+    else:
+      raise ValueError(
+        f"unknown class {entry!r} in visualize.classes; ids 0–{len(names) - 1} or names: "
+        f"{', '.join(names)}"
+      )
+  classes = np.asarray(classes or range(len(names)), int)
+  return Plan(techniques, layer, patch_layers, unit_ids, classes, bool(chosen))
 
 
 def class_names(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> list[str]:
@@ -514,8 +590,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
   model = models.create_model(config.model, info.num_classes)
   input_shape = input_pipeline.input_shape(config, info)
   _, shapes = models.trace(model, input_shape, info.num_classes)
-  untrained = Network(model, {}, None)
-  techniques, layer = check(config, untrained, shapes)
+  names = class_names(config, info)
+  plan = check(config, Network(model, {}, None), shapes, names)
 
   data = input_pipeline.load_data(config)
   step, saved = checkpoints.read_newest(workdir, "visualize", parallel.announce)
@@ -531,15 +607,16 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
     config.visualize,
     config,
     data,
-    layer,
+    plan.layer,
+    plan,
     receptive.receptive_fields(model, input_shape, info.num_classes),
     network.inputs(jnp.asarray(images)),
     jnp.asarray(labels),
-    class_names(config, data.info),
+    names,
     folder,
   )
   sections, times = [], {}
-  for name in techniques:
+  for name in plan.techniques:
     began = time.perf_counter()
     sections.append(TECHNIQUES[name](suite))
     times[name] = time.perf_counter() - began

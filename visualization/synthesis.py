@@ -44,10 +44,17 @@ def class_models(
   jitter: int = 0,
   blur_every: int = 0,
   blur_sigma: float = 0.5,
+  start_noise: float = 1e-2,
 ) -> Array:
-  """argmax_I S_c(I) − λ‖I‖² by gradient ascent from zeros, one image per class, all classes
-  in one batch [len(classes), *shape]. Optional regularisers (Yosinski et al. 2015): a random
-  shift of up to `jitter` pixels before each gradient, a Gaussian blur every `blur_every`."""
+  """argmax_I S_c(I) − λ‖I‖² by gradient ascent from (nearly) zeros, one image per class, all
+  classes in one batch [len(classes), *shape]. Optional regularisers (Yosinski et al. 2015): a
+  random shift of up to `jitter` pixels before each gradient, a Gaussian blur every
+  `blur_every`.
+
+  The start is zero plus noise of σ = `start_noise`: at exactly zero (the mean image) a ReLU
+  network whose first-layer biases are all negative has every unit off and a zero gradient,
+  and the ascent never moves (the trained default LeNet-5 is such a network).
+  """
 
   def objective(images: Array, shift: Array) -> Array:
     moved = jnp.roll(images, shift, axis=(1, 2))
@@ -64,7 +71,8 @@ def class_models(
       )
     return images, None
 
-  start = jnp.zeros((len(classes), *shape), jnp.float32)
+  start_key, key = jax.random.split(key)
+  start = start_noise * jax.random.normal(start_key, (len(classes), *shape), jnp.float32)
   images, _ = jax.lax.scan(step, start, (jnp.arange(steps), jax.random.split(key, steps)))
   return images
 
