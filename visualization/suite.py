@@ -253,42 +253,44 @@ def occlusion(s: Suite) -> Section:
   )
 
 
-def _map_section(s: Suite, name: str, maps: jax.Array, description: str, settings: dict) -> Section:
-  maps = np.asarray(maps)
-  s.save(name, maps=maps, labels=s.labels)
+def _beside_images(
+  s: Suite,
+  name: str,
+  arrays: np.ndarray,
+  shown: np.ndarray,
+  cmap: str,
+  description: str,
+  settings: dict,
+) -> Section:
+  """A picture per explained image, beside the image: saved as `name`.npz and `name`.png."""
+  s.save(name, maps=arrays, labels=s.labels)
   pixels = report.photo(s.pixels(s.x))
-  rows = [[pixels[i], report.scaled(maps[i : i + 1])[0]] for i in range(len(maps))]
   picture = report.grid(
     s.folder / f"{name}.png",
-    rows,
+    [[pixels[i], shown[i]] for i in range(len(arrays))],
     name,
     row_labels=[s.class_names[int(c)] for c in s.labels],
     column_labels=["image", name],
-    cmap="inferno",
+    cmap=cmap,
     cell=1.6,
   )
   return name, picture.name, description, settings
+
+
+def _map_section(s: Suite, name: str, maps: jax.Array, description: str, settings: dict) -> Section:
+  """Heat maps [N, H, W], each scaled to [0, 1]."""
+  maps = np.asarray(maps)
+  return _beside_images(s, name, maps, report.scaled(maps), "inferno", description, settings)
 
 
 def _signed_section(
   s: Suite, name: str, grads: jax.Array, description: str, settings: dict
 ) -> Section:
-  """Gradient-like images shown as images: each scaled to [0, 1] around zero at 0.5."""
+  """Gradient-like images [N, H, W, C], each scaled to [0, 1] with zero at 0.5."""
   grads = np.asarray(grads)
-  s.save(name, maps=grads, labels=s.labels)
   bound = np.abs(grads).max(axis=(1, 2, 3), keepdims=True) + 1e-12
   shown = report.to_display(0.5 + 0.5 * grads / bound)
-  pixels = report.photo(s.pixels(s.x))
-  rows = [[pixels[i], shown[i]] for i in range(len(grads))]
-  picture = report.grid(
-    s.folder / f"{name}.png",
-    rows,
-    name,
-    row_labels=[s.class_names[int(c)] for c in s.labels],
-    column_labels=["image", name],
-    cell=1.6,
-  )
-  return name, picture.name, description, settings
+  return _beside_images(s, name, grads, shown, "gray", description, settings)
 
 
 def saliency(s: Suite) -> Section:
