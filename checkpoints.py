@@ -174,6 +174,7 @@ def restore(
   nothing is moved. If every checkpoint is damaged, a ValueError says so.
   """
   workdir = pathlib.Path(workdir).resolve()
+  wanted = layout(target) if target is not None else None
   failures = []
   for step in reversed(steps(workdir)):
     try:
@@ -181,8 +182,8 @@ def restore(
     except Exception as error:  # the reader's errors for damaged files are of many types
       failures.append(_damaged(workdir, step, error, report, set_aside_damaged))
       continue
-    if target is not None:
-      _check_layout(step_folder(workdir, step), saved, layout(target))
+    if wanted is not None:
+      _check_layout(step_folder(workdir, step), saved, wanted)
     try:
       return step, read(workdir, step, target)
     except Exception as error:
@@ -206,11 +207,16 @@ def _damaged(
   set_aside_damaged: bool,
 ) -> str:
   """Reports checkpoint `step` as unrestorable (and moves it aside); returns why, in short."""
-  reason = " ".join(str(error).split()) or type(error).__name__
-  reason = reason if len(reason) < 300 else reason[:300] + "…"
+  reason = _short(error)
   where = f"moved to {set_aside(workdir / CHECKPOINTS, step)} and " if set_aside_damaged else ""
   report(f"warning: checkpoint of step {step} cannot be restored ({reason}); {where}skipped")
   return f"step {step}: {reason}"
+
+
+def _short(error: Exception, limit: int = 300) -> str:
+  """An error's message on one line, cut at `limit` characters (orbax's run to pages)."""
+  text = " ".join(str(error).split()) or type(error).__name__
+  return text if len(text) < limit else text[:limit] + "…"
 
 
 def layout(tree: Any) -> dict[str, tuple[int, ...]]:
@@ -279,7 +285,7 @@ def set_aside(folder: pathlib.Path, step: int) -> pathlib.Path:
 def save(manager: ocp.CheckpointManager, step: int, state: Any) -> None:
   """Starts an asynchronous save of `state` (host numpy) as checkpoint `step` (all processes).
 
-  Waits for the previous save first; a save that failed becomes a SaveFailed (a ValueError).
+  Waits for the previous save first; a save that failed becomes `save_failed`'s ValueError.
   """
   try:
     manager.save(step, args=ocp.args.StandardSave(state), force=True)
@@ -303,12 +309,10 @@ def save_failed(folder: pathlib.Path, error: Exception) -> ValueError:
   failed = ", ".join(p.name.split(".")[0] for p in partial) or "?"
   for path in partial:
     shutil.rmtree(path, ignore_errors=True)
-  text = " ".join(str(error).split())
-  if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in text:
+  if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in str(error):
     reason, fix = "no space left on the device", f"free space on the disk of {folder} and run"
   else:
-    reason = text if len(text) < 300 else text[:300] + "…"
-    fix = "fix that and run"
+    reason, fix = _short(error), "fix that and run"
   newest = latest_step(folder.parent)
   resume = f"resume from step {newest}" if newest is not None else "start afresh"
   return ValueError(

@@ -95,11 +95,6 @@ class Network:
     return dataclasses.replace(self, variables={**self.variables, "params": params})
 
 
-def softmax_probability(scores: Array, classes: Array) -> Array:
-  """The softmax probability of `classes` [N] in `scores` [N, K]."""
-  return jnp.take_along_axis(jax.nn.softmax(scores, -1), classes[:, None], -1)[:, 0]
-
-
 def chunked(fn: Callable[[Array], Array], x: Array, size: int) -> np.ndarray:
   """fn over x in chunks of `size` along the first axis (to bound memory), as numpy."""
   return np.concatenate([np.asarray(fn(x[i : i + size])) for i in range(0, len(x), size)])

@@ -59,15 +59,6 @@ def grid(
   return path
 
 
-def overlay(images: np.ndarray, maps: np.ndarray) -> np.ndarray:
-  """Heat maps [N, H, W] (scaled to [0, 1]) laid over grey versions of the images."""
-  grey = to_display(images)
-  grey = grey if grey.ndim == 3 else grey.mean(-1)
-  heat = scaled(maps)
-  red = np.stack([heat, np.zeros_like(heat), 1 - heat], -1)
-  return 0.5 * grey[..., None] + 0.5 * red
-
-
 def scatter(
   path: pathlib.Path,
   points: np.ndarray,
