@@ -12,6 +12,8 @@ import gzip
 import os
 import pathlib
 import shutil
+import subprocess
+import sys
 from typing import Any
 
 # Multi-device code is tested on 8 host CPU devices; set before JAX starts its backends.
@@ -30,6 +32,7 @@ import train
 from configs import default
 from input_pipeline import datasets, fashion_mnist
 
+REPO = pathlib.Path(__file__).resolve().parent.parent
 TINY_TRAIN, TINY_TEST = 512, 300
 # A fast run on the tiny dataset: 40 steps of batch 32, evaluated and saved at 20 and 40.
 TINY_RUN = {
@@ -132,3 +135,17 @@ def crash_after_checkpoint(monkeypatch, crash_step, config, workdir):
   with pytest.raises(KeyboardInterrupt):
     train.train_and_evaluate(config, workdir)
   monkeypatch.undo()
+
+
+def run_script(
+  *args: str, cwd: pathlib.Path = REPO, env: dict | None = None
+) -> subprocess.CompletedProcess:
+  """A convzoo program run as a user would (`python SCRIPT ARGS`), its output captured."""
+  return subprocess.run(
+    [sys.executable, *args],
+    cwd=cwd,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, **(env or {})},
+  )

@@ -24,6 +24,7 @@ import reporting
 import train
 import workdirs
 from input_pipeline import datasets
+from tests.conftest import run_script
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -31,17 +32,6 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 def snapshot(folder: pathlib.Path) -> dict[pathlib.Path, tuple[int, int]]:
   """Every path under `folder` with its size and modification time: to show nothing changed."""
   return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
-def run_script(*args: str, cwd: pathlib.Path = REPO, env: dict | None = None):
-  return subprocess.run(
-    [sys.executable, *args],
-    cwd=cwd,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    env={**os.environ, **(env or {})},
-  )
 
 
 def assert_one_error_line(result: subprocess.CompletedProcess, *fragments: str) -> str:

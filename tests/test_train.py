@@ -3,8 +3,6 @@
 import json
 import os
 import pathlib
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -19,7 +17,7 @@ import parallel
 import reporting
 import schedules
 import train
-from tests.conftest import TINY_TEST, crash_after_checkpoint, make_config
+from tests.conftest import TINY_TEST, crash_after_checkpoint, make_config, run_script
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -241,12 +239,6 @@ def test_workdir_of_another_model_is_refused_and_kept(tiny_config, trained_tiny_
   with pytest.raises(ValueError, match="model.form: 'modern' in the workdir, 'classic' now"):
     train.train_and_evaluate(tiny_config(model__form="classic"), tmp_path)
   assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
-
-
-def run_script(*args, cwd=REPO):
-  return subprocess.run(
-    [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
-  )
 
 
 @pytest.mark.slow

@@ -3,10 +3,6 @@ brute-force one, and every technique on the zoo's networks."""
 
 from __future__ import annotations
 
-import pathlib
-import subprocess
-import sys
-
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,10 +12,10 @@ import pytest
 import models
 from input_pipeline import augment
 from models.layers import ConvNet, Dense
+from tests.conftest import run_script
 from visualization import attribution, receptive, sanity, suite, synthesis, units
 from visualization.network import Network
 
-REPO = pathlib.Path(__file__).resolve().parent.parent
 # One network of each family and kind of block, at small inputs.
 ZOO = {
   "lenet5": 32,
@@ -439,13 +435,7 @@ def test_bad_visualize_settings_are_refused_before_anything_is_written(
 
 def test_visualize_without_checkpoints_is_one_line(tmp_path):
   (tmp_path / "config.json").write_text("{}")
-  result = subprocess.run(
-    [sys.executable, "visualize.py", f"--workdir={tmp_path}"],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
-  )
+  result = run_script("visualize.py", f"--workdir={tmp_path}")
   assert result.returncode == 1
   assert result.stderr.strip() == f"error: no checkpoint in {tmp_path}/checkpoints; train first"
   assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
@@ -454,21 +444,14 @@ def test_visualize_without_checkpoints_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_visualize_command_line_runs_on_a_workdir(tiny_data_dir, tmp_path, trained_tiny_run):
   workdir = trained_tiny_run.copy(tmp_path / "run")
-  result = subprocess.run(
-    [
-      sys.executable,
-      "visualize.py",
-      f"--workdir={workdir}",
-      "--only=filters,occlusion",
-      "--images=2",
-      "--layer=c3",
-      f"--config.dataset.data_dir={tiny_data_dir}",
-      "--config.visualize.occlusion_patch=6",
-    ],
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
+  result = run_script(
+    "visualize.py",
+    f"--workdir={workdir}",
+    "--only=filters,occlusion",
+    "--images=2",
+    "--layer=c3",
+    f"--config.dataset.data_dir={tiny_data_dir}",
+    "--config.visualize.occlusion_patch=6",
   )
   assert result.returncode == 0, result.stderr
   assert "2 techniques in" in result.stdout
