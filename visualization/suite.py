@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+import ablate
 import checkpoints
 import config_values
 import experiment
@@ -60,16 +61,23 @@ class Suite:
   """What every technique reads: the network, the settings, the images it explains."""
 
   network: Network
-  settings: ml_collections.ConfigDict
   config: ml_collections.ConfigDict
   data: input_pipeline.Data
-  layer: str  # the layer with a spatial map that patches, deconvnet and Grad-CAM look at
   plan: Plan
   fields: dict[str, receptive.Field | None]
   x: jax.Array  # the explained eval images, in input space
   labels: jax.Array
   class_names: list[str]
   folder: pathlib.Path
+
+  @property
+  def settings(self) -> ml_collections.ConfigDict:
+    return self.config.visualize
+
+  @property
+  def layer(self) -> str:
+    """The layer with a spatial map that patches, deconvnet and Grad-CAM look at."""
+    return self.plan.layer
 
   def pixels(self, x: jax.Array) -> np.ndarray:
     return np.asarray(self.network.pixels(x))
@@ -444,15 +452,11 @@ def sanity_check(s: Suite) -> Section:
   layers = [layer for layer, _ in results["saliency"]]
   table = {name: [value for _, value in rows] for name, rows in results.items()}
   s.save("sanity", layers=np.asarray(layers), **{k: np.asarray(v) for k, v in table.items()})
-  lines = [
-    "| re-initialised down to | " + " | ".join(table) + " |",
-    "|---" * (len(table) + 1) + "|",
-  ]
-  lines += [
-    f"| {layer} | " + " | ".join(f"{table[n][i]:.2f}" for n in table) + " |"
+  rows = [
+    {"re-initialised down to": layer, **{name: table[name][i] for name in table}}
     for i, layer in enumerate(layers)
   ]
-  (s.folder / "sanity.md").write_text("\n".join(lines) + "\n")
+  (s.folder / "sanity.md").write_text(ablate.markdown_table(rows) + "\n")
   picture = report.line_plot(
     s.folder / "sanity.png",
     layers,
@@ -606,10 +610,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
   folder.mkdir(exist_ok=True)
   suite = Suite(
     network,
-    config.visualize,
     config,
     data,
-    plan.layer,
     plan,
     receptive.receptive_fields(model, input_shape, info.num_classes),
     network.inputs(jnp.asarray(images)),
