@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 CURVES_FILE = "curves.png"
+TENSORBOARD = "tensorboard"  # the folder of the event files
 
 
 class MetricsWriter:
@@ -30,7 +31,7 @@ class MetricsWriter:
     self._started = time.perf_counter() if started is None else started
     # purge_step hides events a killed run wrote after its last checkpoint.
     self._tensorboard = tensorboardX.SummaryWriter(
-      str(workdir / "tensorboard"), purge_step=start_step or None
+      str(workdir / TENSORBOARD), purge_step=start_step or None
     )
     # Open for the writer's lifetime (a line per log interval), closed by close().
     self._jsonl = open(workdir / METRICS_FILE, "a")  # noqa: SIM115

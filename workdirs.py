@@ -13,10 +13,18 @@ import os
 import pathlib
 from collections.abc import Iterator
 
+import checkpoints
+import reporting
+
 # What a run keeps in its workdir, by kind: a file found where a folder belongs (or the other
 # way round) would fail the run only later, in the middle of training.
-FOLDERS = ("checkpoints", "unrestorable_checkpoints", "tensorboard")
-FILES = ("config.json", "metrics.jsonl", "results.json", "curves.png")
+FOLDERS = (checkpoints.CHECKPOINTS, checkpoints.UNRESTORABLE, reporting.TENSORBOARD)
+FILES = (
+  checkpoints.CONFIG_FILE,
+  reporting.METRICS_FILE,
+  reporting.RESULTS_FILE,
+  reporting.CURVES_FILE,
+)
 
 
 def check_usable(workdir: str | pathlib.Path) -> pathlib.Path:
