@@ -149,3 +149,8 @@ def run_script(
     timeout=300,
     env={**os.environ, **(env or {})},
   )
+
+
+def snapshot(folder: pathlib.Path) -> dict[pathlib.Path, tuple[int, int]]:
+  """Every path under `folder` with its size and modification time: to show nothing changed."""
+  return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}

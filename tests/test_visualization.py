@@ -12,7 +12,7 @@ import pytest
 import models
 from input_pipeline import augment
 from models.layers import ConvNet, Dense
-from tests.conftest import run_script
+from tests.conftest import run_script, snapshot
 from visualization import attribution, receptive, sanity, suite, synthesis, units
 from visualization.network import Network
 
@@ -381,10 +381,6 @@ SMALL_SUITE = {
   "visualize__ig_steps": 2,
   "visualize__smooth_grad_samples": 2,
 }
-
-
-def snapshot(folder):
-  return {p: p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
 def test_suite_writes_every_technique_and_changes_nothing_else(
