@@ -3,6 +3,8 @@ brute-force one, and every technique on the zoo's networks."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -16,7 +18,9 @@ from tests.conftest import run_script, snapshot
 from visualization import attribution, receptive, sanity, suite, synthesis, units
 from visualization.network import Network
 
-# One network of each family and kind of block, at small inputs.
+# One network of each family and kind of block, at small inputs. The other zoo networks are
+# these at other depths and widths (test_the_zoo_holds_no_kind_of_layer_the_above_lack), and
+# their receptive fields are checked at their native sizes (FINAL_FIELDS).
 ZOO = {
   "lenet5": 32,
   "alexnet": 67,
@@ -27,7 +31,9 @@ ZOO = {
   "resnet18": 32,
   "resnet50": 32,
   "plain18": 32,
+  "plain50": 32,
   "cifar_resnet20": 16,
+  "cifar_plain20": 16,
   "alphago_policy": 19,
 }
 FAST = ("lenet5", "cifar_resnet20")
@@ -45,6 +51,30 @@ def stats(channels: int) -> augment.ColorStats:
     np.ones(channels, np.float32),
     np.eye(channels, dtype=np.float32),
   )
+
+
+def layer_kinds(name: str) -> set[tuple]:
+  """What a network is made of, widths, depths and names aside: each entry's type and
+  settings (kernel, stride, padding, block, shortcut …) with the network's activation and
+  normalisation, i.e. everything the backward rules and receptive fields depend on."""
+  model = models.create_model(
+    ml_collections.ConfigDict({"name": name}), models.entry(name).num_classes
+  )
+  widths = {"name", "group", "features", "c1", "c3_reduce", "c3", "c5_reduce", "c5", "pool_proj"}
+  return {
+    (type(layer).__name__, model.activation, model.batch_norm)
+    + tuple(
+      (f.name, getattr(layer, f.name)) for f in dataclasses.fields(layer) if f.name not in widths
+    )
+    for layer in model.layers
+  }
+
+
+def test_the_zoo_holds_no_kind_of_layer_the_above_lack():
+  tested = set().union(*(layer_kinds(name) for name in ZOO))
+  for name in models.REGISTRY:
+    untested = layer_kinds(name) - tested
+    assert not untested, f"{name} has layers no network in ZOO has (add one): {untested}"
 
 
 def zoo_network(name: str, **fields) -> tuple[Network, jax.Array, int]:
@@ -174,6 +204,53 @@ def test_lenet5_fields_by_hand():
   assert fields["c3"].size == (14, 14)  # 6 + (5 − 1)·2
   assert fields["s4"].size == (16, 16)
   assert fields["c5"].size == (32, 32) and fields["f6"] is None
+
+
+# The receptive field of each network's last spatial layer at its native input, derived by hand
+# from the papers' tables: r += (k − 1)·j, j *= s for each window of kernel k and stride s.
+# AlexNet, VGG-16 and ResNet-50/101/152 agree with Araujo, Norris & Sim, "Computing receptive
+# fields of convolutional neural networks" (Distill 2019), Table 1. A plain net's field is its
+# ResNet's (the shortcuts read less than the main path).
+FINAL_FIELDS = {
+  "lenet5": ("c5", 32),  # the whole 32 × 32 input
+  "alexnet": ("pool3", 195),  # 11/4, 3/2, 5, 3/2, 3, 3, 3, 3/2
+  "zfnet": ("pool3", 171),  # 7/2, 3/2, 5/2, 3/2, 3, 3, 3, 3/2
+  "nin": ("cccp8", 195),  # AlexNet's windows, the 1 × 1 cccp layers adding none
+  "googlenet": ("inception_5b", 715),  # 7/2, 3/2, 3, 3/2; each module's 5 × 5 branch widest
+  "alphago_policy": ("conv13", 27),  # 5 × 5, then 11 3 × 3
+  # VGG (Simonyan & Zisserman 2015, Table 1): 3 × 3 convolutions, 2 × 2/2 pools; C's third
+  # convolution in stages 3–5 is 1 × 1.
+  "vgg_a": ("pool5", 150),
+  "vgg_a_lrn": ("pool5", 150),
+  "vgg_b": ("pool5", 156),
+  "vgg_c": ("pool5", 156),
+  "vgg_d": ("pool5", 212),
+  "vgg_e": ("pool5", 268),
+  # ImageNet ResNets: 11 after the 7/2 stem and 3/2 pool (jump 4); each 3 × 3 then adds 2·j,
+  # j doubling at each stage's first block (its 3 × 3 for basic blocks, its first 1 × 1 for
+  # bottlenecks, so there the 3 × 3 sees the new jump).
+  "resnet18": ("stage4_block2", 435),
+  "resnet34": ("stage4_block3", 899),
+  "resnet50": ("stage4_block3", 483),
+  "resnet101": ("stage4_block3", 1027),
+  "resnet152": ("stage4_block3", 1507),
+  # CIFAR ResNets, depth 6n + 2: 3 + 4n + (2 + 4(2n − 1)) + (4 + 8(2n − 1)) = 28n − 3.
+  "cifar_resnet20": ("stage3_block3", 81),
+  "cifar_resnet32": ("stage3_block5", 137),
+  "cifar_resnet44": ("stage3_block7", 193),
+  "cifar_resnet56": ("stage3_block9", 249),
+  "cifar_resnet110": ("stage3_block18", 501),
+}
+
+
+@pytest.mark.parametrize("name", list(models.REGISTRY))
+def test_every_networks_last_field_at_its_native_size_is_the_one_derived_by_hand(name):
+  layer, size = FINAL_FIELDS[name.replace("plain", "resnet")]
+  entry = models.entry(name)
+  model = models.create_model(ml_collections.ConfigDict({"name": name}), entry.num_classes)
+  fields = receptive.receptive_fields(model, entry.input_shape, entry.num_classes)
+  spatial = [layer_name for layer_name, field in fields.items() if field is not None]
+  assert spatial[-1] == layer and fields[layer].size == (size, size)
 
 
 # ---------------------------------------------------------------------------------------------
