@@ -162,14 +162,23 @@ def save(figure: Figure, path: pathlib.Path) -> None:
 
 def write_results(workdir: pathlib.Path, protocol: str, metrics: Mapping[str, float]) -> dict:
   """Sets `protocol`'s entry of `DIR/results.json`, keeping the other protocols' entries."""
-  path = workdir / RESULTS_FILE
+  return update_json(workdir / RESULTS_FILE, {protocol: dict(metrics)})
+
+
+def update_json(path: pathlib.Path, entries: Mapping[str, Any]) -> dict:
+  """Sets `entries` in the JSON object at `path`, keeping its other keys; returns the whole.
+
+  Written to a temporary file and renamed, so a kill leaves the old file or the new one; an
+  unreadable file is kept beside as `NAME.unreadable` rather than overwritten."""
   try:
-    results = json.loads(path.read_text()) if path.exists() else {}
-  except (UnicodeDecodeError, json.JSONDecodeError):
-    results = {}  # unreadable: kept beside the new one rather than overwritten
-    path.replace(path.with_suffix(".json.unreadable"))
-  results[protocol] = dict(metrics)
-  temporary = path.with_suffix(".json.tmp")
-  temporary.write_text(json.dumps(results, indent=2) + "\n")
+    whole = json.loads(path.read_text()) if path.exists() else {}
+    if not isinstance(whole, dict):
+      raise ValueError(f"{path} holds no JSON object")
+  except ValueError:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+    whole = {}
+    path.replace(path.with_name(path.name + ".unreadable"))
+  whole.update(entries)
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_text(json.dumps(whole, indent=2, default=str) + "\n")
   temporary.replace(path)
-  return results
+  return whole

@@ -4,6 +4,7 @@ brute-force one, and every technique on the zoo's networks."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -477,6 +478,20 @@ def test_suite_writes_every_technique_and_changes_nothing_else(
     assert patches["s4_images"].shape == (2, 3) and patches["s4_images"].max() < 512
     np.testing.assert_array_equal(patches["s4_units"], [0, 1])
   assert {p: t for p, t in snapshot(workdir).items() if suite.OUTPUT not in p.parts} == before
+
+
+def test_a_run_of_some_techniques_adds_to_the_page(tiny_config, tmp_path, trained_tiny_run):
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  folder = workdir / suite.OUTPUT
+  for only in ("saliency", "filters"):
+    suite.run(tiny_config(**SMALL_SUITE, visualize__only=only), workdir)
+  page = (folder / "index.html").read_text()
+  assert 0 < page.index("<h2 id='filters'>") < page.index("<h2 id='saliency'>")  # suite order
+  (folder / "filters.png").unlink()  # a picture removed by hand leaves the page
+  suite.run(tiny_config(**SMALL_SUITE, visualize__only="saliency"), workdir)
+  page = (folder / "index.html").read_text()
+  assert "id='filters'" not in page and page.count("<h2 id='saliency'>") == 1
+  assert set(json.loads((folder / suite.INDEX).read_text())) == {"filters", "saliency"}
 
 
 @pytest.mark.parametrize(

@@ -25,12 +25,14 @@ import experiment
 import input_pipeline
 import models
 import parallel
+import reporting
 from input_pipeline import datasets
 from models.layers import Conv
 from visualization import attribution, receptive, report, sanity, synthesis, units
 from visualization.network import Network, chunked
 
 OUTPUT = "visualizations"
+INDEX = "index.json"  # what index.html shows: per technique its picture, text, settings, time, step
 POSITIVE_SETTINGS = (
   "images",
   "units",
@@ -619,16 +621,29 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
     names,
     folder,
   )
-  sections, times = [], {}
   for name in plan.techniques:
     began = time.perf_counter()
-    sections.append(TECHNIQUES[name](suite))
-    times[name] = time.perf_counter() - began
-    parallel.announce(f"{name}: {folder / sections[-1][1]} ({times[name]:.1f} s)")
-  report.index_html(
-    folder / "index.html",
-    f"{config.model.name} on {info.name}, step {step}: {workdir}",
-    [(n, p, f"{d} ({times[n]:.1f} s)", settings) for n, p, d, settings in sections],
-  )
+    _, picture, description, settings = TECHNIQUES[name](suite)
+    seconds = time.perf_counter() - began
+    parallel.announce(f"{name}: {folder / picture} ({seconds:.1f} s)")
+    # Recorded one by one, so that a run cut short or limited by --only adds to the page
+    # instead of replacing it.
+    record = [picture, description, settings, seconds, int(step)]
+    shown = reporting.update_json(folder / INDEX, {name: record})
+  title = f"{config.model.name} on {info.name}, step {step}: {workdir}"
+  report.index_html(folder / "index.html", title, index_sections(folder, shown, step))
   total = time.perf_counter() - started
-  return f"{len(sections)} techniques in {total:.0f} s: {folder / 'index.html'}"
+  return f"{len(plan.techniques)} techniques in {total:.0f} s: {folder / 'index.html'}"
+
+
+def index_sections(folder: pathlib.Path, shown: dict[str, list], step: int) -> list[tuple]:
+  """index.html's sections: every technique recorded in INDEX whose picture is still there,
+  in TECHNIQUES order, naming the step of any made from another checkpoint."""
+  sections = []
+  for name in TECHNIQUES:
+    if name not in shown or not (folder / shown[name][0]).is_file():
+      continue
+    picture, description, settings, seconds, made_at = shown[name]
+    older = f", step {made_at}" if made_at != step else ""
+    sections.append((name, picture, f"{description} ({seconds:.1f} s{older})", settings))
+  return sections
