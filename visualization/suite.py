@@ -633,7 +633,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
   title = f"{config.model.name} on {info.name}, step {step}: {workdir}"
   report.index_html(folder / "index.html", title, index_sections(folder, shown, step))
   total = time.perf_counter() - started
-  return f"{len(plan.techniques)} techniques in {total:.0f} s: {folder / 'index.html'}"
+  count = len(plan.techniques)
+  return f"{count} technique{'s' * (count != 1)} in {total:.0f} s: {folder / 'index.html'}"
 
 
 def index_sections(folder: pathlib.Path, shown: dict[str, list], step: int) -> list[tuple]:
