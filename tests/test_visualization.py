@@ -54,13 +54,18 @@ def stats(channels: int) -> augment.ColorStats:
   )
 
 
+def registered_model(name: str) -> models.ConvNet:
+  """The network as the registry defines it, with its own number of classes."""
+  return models.create_model(
+    ml_collections.ConfigDict({"name": name}), models.entry(name).num_classes
+  )
+
+
 def layer_kinds(name: str) -> set[tuple]:
   """What a network is made of, widths, depths and names aside: each entry's type and
   settings (kernel, stride, padding, block, shortcut …) with the network's activation and
   normalisation, i.e. everything the backward rules and receptive fields depend on."""
-  model = models.create_model(
-    ml_collections.ConfigDict({"name": name}), models.entry(name).num_classes
-  )
+  model = registered_model(name)
   widths = {"name", "group", "features", "c1", "c3_reduce", "c3", "c5_reduce", "c5", "pool_proj"}
   return {
     (type(layer).__name__, model.activation, model.batch_norm)
@@ -248,7 +253,7 @@ FINAL_FIELDS = {
 def test_every_networks_last_field_at_its_native_size_is_the_one_derived_by_hand(name):
   layer, size = FINAL_FIELDS[name.replace("plain", "resnet")]
   entry = models.entry(name)
-  model = models.create_model(ml_collections.ConfigDict({"name": name}), entry.num_classes)
+  model = registered_model(name)
   fields = receptive.receptive_fields(model, entry.input_shape, entry.num_classes)
   spatial = [layer_name for layer_name, field in fields.items() if field is not None]
   assert spatial[-1] == layer and fields[layer].size == (size, size)
