@@ -3,7 +3,7 @@
   .venv/bin/python benchmarks/zoo.py [--batch=8] [--steps=3] [--models=alexnet,resnet50]
                                      [--out=benchmarks/results/zoo.md]
 
-For each model: total parameters and multiply-adds (summary.py's accounting) at the native
+For each model: total parameters and multiply-adds (models/accounting.py) at the native
 input, then images/s of a jitted forward+backward pass (gradients of the cross-entropy, batch
 norm in training mode, dropout on) at `--batch`, after one compile-and-warm-up step. Prints a
 Markdown table and, with --out, writes it.
@@ -24,7 +24,7 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import models  # noqa: E402
-import summary  # noqa: E402
+from models import accounting  # noqa: E402
 
 flags.DEFINE_integer("batch", 8, "images per forward+backward pass")
 flags.DEFINE_integer("steps", 3, "timed passes per model")
@@ -70,7 +70,7 @@ def main(argv):
     entry = models.entry(name)
     model = models.create_model(ml_collections.ConfigDict({"name": name}), entry.num_classes)
     shape = entry.input_shape
-    totals = summary.summarize(model, shape, entry.num_classes)
+    totals = accounting.summarize(model, shape, entry.num_classes)
     speed = forward_backward_speed(model, shape, entry.num_classes, args.batch, args.steps)
     line = (
       f"| {name} | {'×'.join(map(str, shape))} | {totals['total_params']:,} | "

@@ -1,10 +1,11 @@
 """Networks: a name → its layer table, native input and defaults, built as the config says.
 
-Every model is a `ConvNet` over a table of named layers (models/layers.py). Each family file
-here (lenet.py, vgg.py, resnet.py, …) declares its tables and registers their names with
-`@register` (models/registry.py); every module of this package is imported below, so a new
-family is one new file. The config's `model` fields pick the table, edit it (`remove`,
-`widths`, `norm`) and set the network-wide choices (`activation`, `kernel_init`, `dtype`).
+Every model is a `ConvNet` (models/network.py) over a table of named layers (models/layers.py).
+Each family file here (lenet.py, vgg.py, resnet.py, …) declares its tables and registers their
+names with `@register` (models/registry.py); every module of this package is imported below, so
+a new family is one new file. The config's `model` fields pick the table, edit it (`remove`,
+`widths`, `norm`: models/edits.py) and set the network-wide choices (`activation`,
+`kernel_init`: models/activations.py; `dtype`), all checked here when the network is created.
 """
 
 from __future__ import annotations
@@ -20,15 +21,10 @@ import ml_collections
 
 import config_values
 from models import conv
-from models.layers import (
-  ACTIVATIONS,
-  INITIALIZERS,
-  LRN,
-  ConvNet,
-  layer_names,
-  remove_layers,
-  set_widths,
-)
+from models.activations import ACTIVATIONS, INITIALIZERS
+from models.edits import layer_names, remove_layers, set_widths
+from models.layers import LRN
+from models.network import ConvNet
 from models.registry import NORMS, REGISTRY, ModelEntry, entry, register
 
 __all__ = [
@@ -117,29 +113,68 @@ def set_model(config: ml_collections.ConfigDict, name: str) -> ml_collections.Co
   return config
 
 
+def for_shapes(model: ConvNet) -> ConvNet:
+  """`model` with XLA's convolutions, for tracing shapes: the shapes are the same, and the CPU
+  route (models/conv.py) would time its candidates for every new convolution shape while
+  tracing, seconds to minutes of compiles for nothing (a GoogLeNet trace took 76 s)."""
+  return model.clone(conv_impl="xla")
+
+
+def _output_shapes(model: ConvNet, input_shape: tuple[int, ...], batch: int) -> tuple:
+  """(logits, intermediates), variables as shapes; raises what the network raises."""
+  return jax.eval_shape(
+    lambda: for_shapes(model).init_with_output(jax.random.key(0), jnp.zeros((batch, *input_shape)))
+  )
+
+
+def _takes(model: ConvNet, size: int, channels: int) -> bool:
+  """Whether the network takes a size×size input with no layer's output empty."""
+  try:
+    (_, intermediates), _ = _output_shapes(model, (size, size, channels), 1)
+  except (TypeError, ValueError, ZeroDivisionError):
+    return False
+  return all(0 not in value.shape for value in intermediates.values())
+
+
+def smallest_input(model: ConvNet, size: int, channels: int, largest: int = 1024) -> int | None:
+  """The smallest square input above `size` the network takes (None if not even `largest`):
+  what to tell someone whose input was too small. Traced only on that error path."""
+  if not _takes(model, largest, channels):
+    return None
+  low, high = size, largest  # low fails, high works
+  while high - low > 1:
+    middle = (low + high) // 2
+    low, high = (low, middle) if _takes(model, middle, channels) else (middle, high)
+  return high
+
+
 def trace(
   model: ConvNet, input_shape: tuple[int, ...], num_classes: int, batch: int = 1
 ) -> tuple[Any, dict[str, jax.ShapeDtypeStruct]]:
   """Shapes of the variables and of every layer's output, traced without compiling.
 
-  Raises a ValueError for an input the network cannot take, or a table that does not end in
-  `num_classes` scores (e.g. after a removal).
+  Raises a ValueError for an input the network cannot take (naming the smallest it takes), or
+  a table that does not end in `num_classes` scores (e.g. after a removal).
   """
   described = "×".join(map(str, input_shape))
+
+  def too_small(why: str) -> ValueError:
+    smallest = smallest_input(model, min(input_shape[:2]), input_shape[-1])
+    fits = f"; the smallest it takes is {smallest}×{smallest}" if smallest else ""
+    return ValueError(f"input {described} is too small for this network ({why}){fits}")
+
   try:
-    (logits, intermediates), variables = jax.eval_shape(
-      lambda: model.init_with_output(jax.random.key(0), jnp.zeros((batch, *input_shape)))
-    )
+    (logits, intermediates), variables = _output_shapes(model, input_shape, batch)
   except (TypeError, ValueError, ZeroDivisionError) as error:
+    smallest = smallest_input(model, min(input_shape[:2]), input_shape[-1])
+    if smallest and smallest > min(input_shape[:2]):
+      raise too_small(str(error).splitlines()[0]) from error
     raise ValueError(
       f"the network cannot take input {described}: {str(error).splitlines()[0]}"
     ) from error
   empty = [name for name, value in intermediates.items() if 0 in value.shape]
   if empty:
-    raise ValueError(
-      f"input {described} is too small for this network: layer {empty[0]!r} "
-      "would have an empty output"
-    )
+    raise too_small(f"layer {empty[0]!r} would have an empty output")
   if logits.shape != (batch, num_classes):
     raise ValueError(
       f"the network ends in shape {logits.shape[1:]}, not {num_classes} class "

@@ -39,6 +39,7 @@ def run(model, batch=2, seed=0):
   return variables, *model.apply(variables, images)
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("form", ["classic", "modern"])
 def test_lenet5_output_shape_at_every_stage(form):
   _, logits, intermediates = run(lenet5(form=form))
@@ -46,6 +47,7 @@ def test_lenet5_output_shape_at_every_stage(form):
   assert {name: value.shape[1:] for name, value in intermediates.items()} == LENET5_SHAPES
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("form", ["classic", "modern"])
 def test_lenet5_parameter_count_per_layer(form):
   variables, _, _ = run(lenet5(form=form))
@@ -121,7 +123,7 @@ def test_tiled_pooling_equals_reduce_window(kind, size, window):
   reduce_window's, including sizes the window does not divide (VALID drops the remainder)."""
   from flax import linen as nn
 
-  from models.layers import pool
+  from models.ops import pool
 
   x = jax.random.normal(jax.random.key(0), (2, size, size, 3))
   flax_pool = nn.max_pool if kind == "max" else nn.avg_pool

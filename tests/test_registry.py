@@ -14,9 +14,9 @@ from flax import traverse_util
 
 import config_values
 import models
-import summary
-import train
+import training
 from configs import base
+from models import accounting
 from models.layers import Conv, Dense, Pool
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -42,11 +42,13 @@ def fingerprint(name: str) -> dict:
   }
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("name", sorted(PARAMETER_TREES))
 def test_parameter_trees_are_those_old_checkpoints_hold(name):
   assert fingerprint(name) == PARAMETER_TREES[name]
 
 
+@pytest.mark.smoke
 def test_every_family_file_registers_its_networks():
   assert set(models.REGISTRY) == set(PARAMETER_TREES)
   assert {entry.build.func.__module__ for entry in models.REGISTRY.values()} == {
@@ -97,9 +99,9 @@ def test_a_new_family_is_one_decorated_builder(toy_family, tiny_config, tmp_path
   )
   assert (config.model.hidden, config.model.pool) == (16, "max")
   config.model.hidden = 8
-  counts = summary.summarize(models.create_model(config.model, 10), (32, 32, 1), 10)
+  counts = accounting.summarize(models.create_model(config.model, 10), (32, 32, 1), 10)
   assert counts["total_params"] == (64 + 1) * 8 + (8 + 1) * 10
-  metrics = train.train_and_evaluate(config, tmp_path)
+  metrics = training.train_and_evaluate(config, tmp_path)
   assert metrics["num_examples"] == 300 and metrics["top1_error"] < 100
   with pytest.raises(ValueError, match="model 'toy_mlp' is registered twice"):
     models.register("toy_mlp", input_size=32)(toy_mlp)
@@ -136,6 +138,7 @@ def test_lists_pairs_and_choices():
     config_values.check_choice("size", 3, (1, 2))
 
 
+@pytest.mark.smoke
 def test_dotted_overrides_copy_check_and_type():
   config = base.get_config()
   changed = config_values.with_overrides(config, {"model.remove": "fc7", "seed": 3})
@@ -151,7 +154,7 @@ def test_dotted_overrides_copy_check_and_type():
 def test_importing_the_programs_defines_no_flags_and_changes_no_global_state():
   code = (
     "import sys; from absl import flags, logging as absl_logging\n"
-    "import ablate, summary, train, evaluation, reporting, input_pipeline.color_pca\n"
+    "import ablate, eval, summary, train, visualize, input_pipeline.color_pca\n"
     "assert not {'config', 'study', 'workdir', 'model', 'format'} & set(flags.FLAGS), 'flags'\n"
     "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot'\n"
     "assert not absl_logging.get_absl_logger().filters, 'log filter'\n"
