@@ -14,10 +14,12 @@ import pytest
 
 import models
 from input_pipeline import augment
-from models.layers import ConvNet, Dense
-from tests.conftest import run_script, snapshot
-from visualization import attribution, receptive, sanity, suite, synthesis, units
+from models.layers import Dense
+from models.network import ConvNet
+from tests.conftest import TINY_TEST, run_script, snapshot
+from visualization import attribution, receptive, sanity, suite, synthesis, techniques, units
 from visualization.network import Network
+from visualization.page import INDEX
 
 # One network of each family and kind of block, at small inputs. The other zoo networks are
 # these at other depths and widths (test_the_zoo_holds_no_kind_of_layer_the_above_lack), and
@@ -37,7 +39,7 @@ ZOO = {
   "cifar_plain20": 16,
   "alphago_policy": 19,
 }
-FAST = ("lenet5", "cifar_resnet20")
+FAST = ("lenet5",)  # the others compile for seconds each: slow tier
 
 
 def zoo_params():
@@ -466,16 +468,17 @@ SMALL_SUITE = {
 }
 
 
+@pytest.mark.slow
 def test_suite_writes_every_technique_and_changes_nothing_else(
   tiny_config, tmp_path, trained_tiny_run
 ):
   workdir = trained_tiny_run.copy(tmp_path / "run")
   before = snapshot(workdir)
   summary = suite.run(tiny_config(**SMALL_SUITE), workdir)
-  assert summary.startswith(f"{len(suite.TECHNIQUES)} techniques in ")
+  assert summary.startswith(f"{len(techniques.TECHNIQUES)} techniques in ")
   folder = workdir / suite.OUTPUT
   page = (folder / "index.html").read_text()
-  for name in suite.TECHNIQUES:
+  for name in techniques.TECHNIQUES:
     assert f"<h2 id='{name}'>" in page
     assert (folder / f"{name}.npz").is_file()
   assert (folder / "sanity.md").is_file()
@@ -485,6 +488,7 @@ def test_suite_writes_every_technique_and_changes_nothing_else(
   assert {p: t for p, t in snapshot(workdir).items() if suite.OUTPUT not in p.parts} == before
 
 
+@pytest.mark.slow
 def test_a_run_of_some_techniques_adds_to_the_page(tiny_config, tmp_path, trained_tiny_run):
   workdir = trained_tiny_run.copy(tmp_path / "run")
   folder = workdir / suite.OUTPUT
@@ -496,7 +500,7 @@ def test_a_run_of_some_techniques_adds_to_the_page(tiny_config, tmp_path, traine
   suite.run(tiny_config(**SMALL_SUITE, visualize__only="saliency"), workdir)
   page = (folder / "index.html").read_text()
   assert "id='filters'" not in page and page.count("<h2 id='saliency'>") == 1
-  assert set(json.loads((folder / suite.INDEX).read_text())) == {"filters", "saliency"}
+  assert set(json.loads((folder / INDEX).read_text())) == {"filters", "saliency"}
 
 
 @pytest.mark.parametrize(
@@ -523,6 +527,21 @@ def test_bad_visualize_settings_are_refused_before_anything_is_written(
   before = snapshot(workdir)
   with pytest.raises(ValueError, match=message):
     suite.run(tiny_config(**overrides), workdir)
+  assert snapshot(workdir) == before
+
+
+def test_more_images_than_the_eval_split_are_refused_by_the_plan_before_anything_compiles(
+  tiny_config, tmp_path, trained_tiny_run, caplog
+):
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  before = snapshot(workdir)
+  with jax.log_compiles(), pytest.raises(ValueError) as refused:
+    suite.run(tiny_config(visualize__images=100000), workdir)
+  assert str(refused.value) == (
+    f"visualize.images 100000 is more than the {TINY_TEST} images of split 'test'"
+  )
+  assert refused.traceback[-1].name == "check" and refused.traceback[-1].path.name == "plan.py"
+  assert not [r for r in caplog.records if r.getMessage().startswith("Compiling")]
   assert snapshot(workdir) == before
 
 

@@ -1,6 +1,6 @@
 """Receptive fields from the layer table: which input pixels each unit of a layer reads.
 
-Every table entry knows the span of its own window (`models.layers.Span`: stride and the
+Every table entry knows the span of its own window (`models.geometry.Span`: stride and the
 first and last input offsets); a layer's receptive field is their composition along the main
 path, with the spatial sizes traced from the network, so SAME padding and strides are exact
 for every network. Parallel branches (inception, residual shortcuts) take the union.
@@ -12,7 +12,8 @@ import dataclasses
 import functools
 
 from models import trace
-from models.layers import ConvNet, Span
+from models.geometry import Span
+from models.network import ConvNet
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,591 +1,28 @@
 """Every technique on a training workdir: what `visualize.py` runs.
 
-Checks everything it can before anything compiles (the workdir, the techniques, the layer,
+Checks everything it can before anything compiles (the workdir, the techniques, the layers,
 the settings), restores the newest checkpoint and the run's config, then writes into
 `DIR/visualizations/` a PNG and the arrays (`.npz`) per technique and `index.html`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import pathlib
 import time
-from collections.abc import Callable
-from typing import Any
 
-import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-import ablate
 import checkpoints
-import config_values
 import experiment
 import input_pipeline
 import models
 import parallel
-import reporting
-from input_pipeline import datasets
-from models.layers import Conv
-from visualization import attribution, receptive, report, sanity, synthesis, units
-from visualization.network import Network, chunked
+from visualization import page, plan, receptive, techniques
+from visualization.network import Network
 
 OUTPUT = "visualizations"
-INDEX = "index.json"  # what index.html shows: per technique its picture, text, settings, time, step
-POSITIVE_SETTINGS = (
-  "images",
-  "units",
-  "top_k",
-  "batch",
-  "occlusion_patch",
-  "occlusion_stride",
-  "tsne_images",
-  "class_model_steps",
-  "invert_steps",
-  "ig_steps",
-  "smooth_grad_samples",
-)
-NON_NEGATIVE_SETTINGS = (
-  "patch_images",
-  "class_model_lr",
-  "class_model_l2",
-  "class_model_jitter",
-  "class_model_blur_every",
-  "invert_tv",
-  "smooth_grad_noise",
-  "seed",
-)
-
-
-@dataclasses.dataclass
-class Suite:
-  """What every technique reads: the network, the settings, the images it explains."""
-
-  network: Network
-  config: ml_collections.ConfigDict
-  data: input_pipeline.Data
-  plan: Plan
-  fields: dict[str, receptive.Field | None]
-  x: jax.Array  # the explained eval images, in input space
-  labels: jax.Array
-  class_names: list[str]
-  folder: pathlib.Path
-
-  @property
-  def settings(self) -> ml_collections.ConfigDict:
-    return self.config.visualize
-
-  @property
-  def layer(self) -> str:
-    """The layer with a spatial map that patches, deconvnet and Grad-CAM look at."""
-    return self.plan.layer
-
-  def pixels(self, x: jax.Array) -> np.ndarray:
-    return np.asarray(self.network.pixels(x))
-
-  def save(self, name: str, **arrays: Any) -> None:
-    np.savez_compressed(
-      self.folder / f"{name}.npz", **{k: np.asarray(v) for k, v in arrays.items()}
-    )
-
-  def key(self, name: str) -> jax.Array:
-    return jax.random.fold_in(jax.random.key(self.settings.seed), sum(map(ord, name)))
-
-
-Section = tuple[str, str, str, dict]  # name, picture file, what it shows, settings
-
-
-@dataclasses.dataclass(frozen=True)
-class Plan:
-  """What the settings ask for, checked against the network before anything compiles."""
-
-  techniques: list[str]
-  layer: str
-  patch_layers: list[str]
-  unit_ids: dict[str, np.ndarray]  # per patch layer (and the layer): its units
-  classes: np.ndarray  # class ids for class models
-  chosen_units: bool  # unit_ids named (deconvnet projects the first, not each image's strongest)
-
-
-# ---------------------------------------------------------------------------------------------
-# The techniques, in the order of spec §5.
-
-
-def filters(s: Suite) -> Section:
-  convs = [
-    l.name
-    for l in s.network.model.layers[: s.network.check_layer(s.layer) + 1]
-    if isinstance(l, Conv) and l.kernel > 1
-  ]
-  shown = list(dict.fromkeys([convs[0], convs[-1]]))  # the first layer, and the deepest one
-  params = s.network.variables["params"]
-  rows, labels, arrays = [], [], {}
-  for name in shown:
-    kernel = np.asarray(params[name]["kernel"])
-    images = units.filter_images(kernel)  # [C_out, k, k, C_in]
-    arrays[name] = kernel
-    if name == convs[0] and images.shape[-1] in (1, 3):  # colour (or grey) images
-      for i in range(0, min(len(images), 64), 16):
-        rows.append(list(report.to_display(images[i : i + 16])))
-        labels.append(f"{name} {i}–{min(i + 16, len(images)) - 1}")
-    else:  # one row per input channel (the first 8): the first 16 filters' slices
-      for c in range(min(8, images.shape[-1])):
-        rows.append([images[f, ..., c] for f in range(min(16, len(images)))])
-        labels.append(f"{name} in {c}")
-  s.save("filters", **arrays)
-  picture = report.grid(s.folder / "filters.png", rows, "filters", row_labels=labels)
-  return (
-    "filters",
-    picture.name,
-    f"The learned kernels of {' and '.join(shown)}, each filter scaled to [0, 1]; deeper ones "
-    "as one slice per input channel.",
-    {"layers": ", ".join(shown)},
-  )
-
-
-def patches(s: Suite) -> Section:
-  train = s.data.train
-  limit = min(s.settings.patch_images or len(train), len(train))
-
-  def batches():
-    for first in range(0, limit, s.settings.batch):
-      indices = np.arange(first, min(first + s.settings.batch, limit))
-      yield first, s.network.inputs(jnp.asarray(train.read(indices)[0]))
-
-  rows, labels, arrays, rates, sizes = [], [], {}, [], []
-  for layer in s.plan.patch_layers:
-    wanted = s.plan.unit_ids[layer]
-    started = time.perf_counter()
-    found = units.top_activations(s.network.split(layer)[0], batches(), wanted, s.settings.top_k)
-    rates.append(limit / (time.perf_counter() - started))
-    field = s.fields[layer]
-    sizes.append(f"{layer} {'×'.join(map(str, field.size))}")
-    for u, unit in enumerate(wanted):
-      pixels = s.pixels(s.network.inputs(jnp.asarray(train.read(found.images[u])[0])))
-      cut = [
-        units.cut_patch(p, field, *found.positions[u, i], fill=0.5) for i, p in enumerate(pixels)
-      ]
-      rows.append(list(report.to_display(np.stack(cut))))
-      labels.append(f"{layer} unit {unit}")
-    arrays |= {
-      f"{layer}_units": wanted,
-      f"{layer}_values": found.values,
-      f"{layer}_images": found.images,
-      f"{layer}_positions": found.positions,
-    }
-  s.save("patches", **arrays)
-  picture = report.grid(
-    s.folder / "patches.png", rows, f"top {s.settings.top_k} patches per unit", row_labels=labels
-  )
-  return (
-    "patches",
-    picture.name,
-    f"For each unit, the {s.settings.top_k} training images (of {limit}) with its strongest "
-    f"activation, cut to its receptive field ({', '.join(sizes)}; grey where it runs past the "
-    f"image). {min(rates):,.0f} images/s per layer searched.",
-    {"layers": ", ".join(s.plan.patch_layers), "top_k": s.settings.top_k, "images": limit},
-  )
-
-
-def tsne(s: Suite) -> Section:
-  from sklearn.manifold import TSNE
-
-  penultimate = s.network.layer_names[-2]
-  head, _ = s.network.split(penultimate)
-  count = min(s.settings.tsne_images, len(s.data.eval))
-  images, labels = s.data.eval.read(np.arange(count))
-  codes = chunked(
-    lambda x: head(s.network.inputs(x)).reshape(len(x), -1), jnp.asarray(images), s.settings.batch
-  )
-  points = TSNE(
-    2,
-    perplexity=min(s.settings.tsne_perplexity, count - 1),
-    init="pca",
-    random_state=s.settings.seed,
-  ).fit_transform(codes)
-  shown = np.linspace(0, count - 1, min(count, 24)).astype(int)
-  s.save("tsne", points=points, labels=labels)
-  picture = report.scatter(
-    s.folder / "tsne.png",
-    points,
-    labels,
-    s.class_names,
-    s.pixels(s.network.inputs(jnp.asarray(images[shown]))),
-    points[shown],
-    f"t-SNE of {penultimate} ({codes.shape[1]} dimensions), {count} eval images",
-  )
-  return (
-    "tsne",
-    picture.name,
-    f"scikit-learn's t-SNE of the {penultimate} codes of {count} eval images, coloured by "
-    "class, with some of the images drawn at their points.",
-    {"layer": penultimate, "images": count, "perplexity": s.settings.tsne_perplexity},
-  )
-
-
-def occlusion(s: Suite) -> Section:
-  scores = s.network.scores()
-  started = time.perf_counter()
-  probability, top, rows, cols = attribution.occlusion(
-    scores,
-    s.x,
-    s.labels,
-    s.settings.occlusion_patch,
-    s.settings.occlusion_stride,
-    s.network.grey(),
-    s.settings.batch,
-  )
-  seconds = time.perf_counter() - started
-  evaluated = probability.size
-  s.save("occlusion", probability=probability, top_class=top, rows=rows, cols=cols)
-  pixels = report.photo(s.pixels(s.x))
-  grid_rows = [
-    [pixels[i], probability[i], top[i] / max(len(s.class_names) - 1, 1)] for i in range(len(s.x))
-  ]
-  picture = report.grid(
-    s.folder / "occlusion.png",
-    grid_rows,
-    "occlusion",
-    row_labels=[s.class_names[int(c)] for c in s.labels],
-    column_labels=["image", "p(true class)", "most likely class"],
-    cmap="viridis",
-    cell=1.6,
-  )
-  return (
-    "occlusion",
-    picture.name,
-    f"A {s.settings.occlusion_patch}² square of the dataset's mean colour slid by "
-    f"{s.settings.occlusion_stride} pixels: the probability of the true class (dark: the "
-    f"square hides what the network needs) and the most likely class at each position. "
-    f"{evaluated / seconds:,.0f} occluded images/s.",
-    {"patch": s.settings.occlusion_patch, "stride": s.settings.occlusion_stride},
-  )
-
-
-def _beside_images(
-  s: Suite,
-  name: str,
-  arrays: np.ndarray,
-  shown: np.ndarray,
-  cmap: str,
-  description: str,
-  settings: dict,
-) -> Section:
-  """A picture per explained image, beside the image: saved as `name`.npz and `name`.png."""
-  s.save(name, maps=arrays, labels=s.labels)
-  pixels = report.photo(s.pixels(s.x))
-  picture = report.grid(
-    s.folder / f"{name}.png",
-    [[pixels[i], shown[i]] for i in range(len(arrays))],
-    name,
-    row_labels=[s.class_names[int(c)] for c in s.labels],
-    column_labels=["image", name],
-    cmap=cmap,
-    cell=1.6,
-  )
-  return name, picture.name, description, settings
-
-
-def _map_section(s: Suite, name: str, maps: jax.Array, description: str, settings: dict) -> Section:
-  """Heat maps [N, H, W], each scaled to [0, 1]."""
-  maps = np.asarray(maps)
-  return _beside_images(s, name, maps, report.scaled(maps), "inferno", description, settings)
-
-
-def _signed_section(
-  s: Suite, name: str, grads: jax.Array, description: str, settings: dict
-) -> Section:
-  """Gradient-like images [N, H, W, C], each scaled to [0, 1] with zero at 0.5."""
-  grads = np.asarray(grads)
-  bound = np.abs(grads).max(axis=(1, 2, 3), keepdims=True) + 1e-12
-  shown = report.to_display(0.5 + 0.5 * grads / bound)
-  return _beside_images(s, name, grads, shown, "gray", description, settings)
-
-
-def saliency(s: Suite) -> Section:
-  maps = attribution.saliency(s.network.scores(), s.x, s.labels)
-  return _map_section(
-    s, "saliency", maps, "|∂S_c/∂I|, the maximum over channels, for the true class c.", {}
-  )
-
-
-def deconvnet(s: Suite) -> Section:
-  layer_of = lambda x: s.network.activations("deconvnet")(x)[s.layer]
-  if s.plan.chosen_units:
-    unit = jnp.full(len(s.x), s.plan.unit_ids[s.layer][0])
-  else:  # each image's most active unit
-    unit = jnp.argmax(jnp.max(layer_of(s.x), axis=(1, 2)), -1)
-  grads = attribution.gradient(layer_of, s.x, unit)
-  return _signed_section(
-    s,
-    "deconvnet",
-    grads,
-    f"Zeiler & Fergus's deconvnet projection of a {s.layer} unit (the first of unit_ids, else "
-    "each image's most active one) "
-    "(ReLUs pass positive signals back whatever their input; max pools route to the argmax).",
-    {"layer": s.layer},
-  )
-
-
-def guided(s: Suite) -> Section:
-  grads = attribution.gradient(s.network.scores("guided"), s.x, s.labels)
-  return _signed_section(
-    s,
-    "guided",
-    grads,
-    "Guided backpropagation of the true class: only positive gradients pass a ReLU, and only "
-    "where its input was positive.",
-    {},
-  )
-
-
-def class_models(s: Suite) -> Section:
-  v = s.settings
-  classes = jnp.asarray(s.plan.classes)
-  images = synthesis.class_models(
-    s.network.scores(),
-    tuple(s.x.shape[1:]),
-    classes,
-    s.key("class_models"),
-    v.class_model_steps,
-    v.class_model_lr,
-    v.class_model_l2,
-    v.class_model_jitter,
-    v.class_model_blur_every,
-  )
-  s.save("class_models", images=images)
-  shown = report.to_display(report.scaled(images))
-  picture = report.grid(
-    s.folder / "class_models.png",
-    [list(shown)],
-    "class models",
-    column_labels=[s.class_names[c] for c in s.plan.classes],
-    cell=1.4,
-  )
-  return (
-    "class_models",
-    picture.name,
-    "argmax_I S_c(I) − λ‖I‖² by gradient ascent from the mean image (plus noise of σ 0.01), "
-    "one image per class.",
-    {k: v[f"class_model_{k}"] for k in ("steps", "lr", "l2", "jitter", "blur_every")},
-  )
-
-
-def inversion(s: Suite) -> Section:
-  layers = invert_layers(s.network, s.settings)
-  rows, arrays = [], {}
-  originals = report.to_display(s.pixels(s.x[:4]))
-  rows.append(list(originals))
-  for layer in layers:
-    head, _ = s.network.split(layer)
-    found = synthesis.invert(
-      head,
-      head(s.x[:4]),
-      tuple(s.x.shape[1:]),
-      s.key(layer),
-      s.settings.invert_steps,
-      tv_weight=s.settings.invert_tv,
-    )
-    arrays[layer] = found
-    rows.append(list(report.to_display(report.scaled(found))))
-  s.save("inversion", **arrays)
-  picture = report.grid(
-    s.folder / "inversion.png", rows, "inversion", row_labels=["image", *layers], cell=1.4
-  )
-  return (
-    "inversion",
-    picture.name,
-    "Images whose code at each layer matches the real image's: argmin_x "
-    "‖Φ(x) − Φ0‖²/‖Φ0‖² + λ·TV(x), from small noise (Mahendran & Vedaldi 2015).",
-    {"layers": ", ".join(layers), "steps": s.settings.invert_steps, "tv": s.settings.invert_tv},
-  )
-
-
-def grad_cam(s: Suite) -> Section:
-  maps = attribution.grad_cam(*s.network.split(s.layer), s.x, s.labels)
-  return _map_section(
-    s, "grad_cam", maps, f"Grad-CAM of the true class at {s.layer}.", {"layer": s.layer}
-  )
-
-
-def integrated_gradients(s: Suite) -> Section:
-  attributions = attribution.integrated_gradients(
-    s.network.scores(), s.x, s.labels, jnp.zeros_like(s.x), s.settings.ig_steps
-  )
-  return _map_section(
-    s,
-    "integrated_gradients",
-    jnp.abs(attributions).max(-1),
-    "Integrated gradients of the true class from the mean image (zero input), |·| max over "
-    "channels; they sum to S(x) − S(baseline).",
-    {"steps": s.settings.ig_steps},
-  )
-
-
-def smooth_grad(s: Suite) -> Section:
-  grads = attribution.smooth_grad(
-    s.network.scores(),
-    s.x,
-    s.labels,
-    s.key("smooth_grad"),
-    s.settings.smooth_grad_samples,
-    s.settings.smooth_grad_noise,
-  )
-  return _map_section(
-    s,
-    "smooth_grad",
-    jnp.abs(grads).max(-1),
-    "SmoothGrad: the gradient averaged over noisy copies, |·| max over channels.",
-    {"samples": s.settings.smooth_grad_samples, "noise": s.settings.smooth_grad_noise},
-  )
-
-
-def sanity_check(s: Suite) -> Section:
-  fresh = s.network.model.init(s.key("sanity"), s.x[:1])["params"]
-  explain = {
-    "saliency": lambda n: attribution.saliency(n.scores(), s.x, s.labels),
-    "guided": lambda n: jnp.abs(attribution.gradient(n.scores("guided"), s.x, s.labels)).max(-1),
-    "grad_cam": lambda n: attribution.grad_cam(*n.split(s.layer), s.x, s.labels),
-  }
-  results = {
-    name: sanity.cascading_randomization(s.network, fn, fresh) for name, fn in explain.items()
-  }
-  layers = [layer for layer, _ in results["saliency"]]
-  table = {name: [value for _, value in rows] for name, rows in results.items()}
-  s.save("sanity", layers=np.asarray(layers), **{k: np.asarray(v) for k, v in table.items()})
-  rows = [
-    {"re-initialised down to": layer, **{name: table[name][i] for name in table}}
-    for i, layer in enumerate(layers)
-  ]
-  (s.folder / "sanity.md").write_text(ablate.markdown_table(rows) + "\n")
-  picture = report.line_plot(
-    s.folder / "sanity.png",
-    layers,
-    table,
-    "cascading randomisation from the top (Adebayo et al. 2018)",
-  )
-  return (
-    "sanity",
-    picture.name,
-    "The layers re-initialised one at a time from the top, cumulatively: the mean Spearman "
-    "rank correlation of each map with the trained network's (a map that stays near 1 does not "
-    "depend on the weights). Table: sanity.md.",
-    {"maps": ", ".join(table)},
-  )
-
-
-TECHNIQUES: dict[str, Callable[[Suite], Section]] = {
-  "filters": filters,
-  "patches": patches,
-  "tsne": tsne,
-  "occlusion": occlusion,
-  "saliency": saliency,
-  "deconvnet": deconvnet,
-  "guided": guided,
-  "class_models": class_models,
-  "inversion": inversion,
-  "grad_cam": grad_cam,
-  "integrated_gradients": integrated_gradients,
-  "smooth_grad": smooth_grad,
-  "sanity": sanity_check,
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks and the run.
-
-
-def spatial_layers(network: Network, shapes: dict[str, Any]) -> list[str]:
-  """Main-path layers whose output is a map larger than 1×1 (LeNet-5's c5 is 1×1: a Grad-CAM
-  or a patch search there says nothing about where)."""
-  return [
-    l.name
-    for l in network.model.layers
-    if not l.branches_off and len(shapes[l.name].shape) == 4 and shapes[l.name].shape[1] > 1
-  ]
-
-
-def invert_layers(network: Network, settings: ml_collections.ConfigDict) -> list[str]:
-  names = [l.name for l in network.model.layers if not l.branches_off]
-  chosen = config_values.split_list(settings.invert_layers)
-  return chosen or [*names[: len(names) - 1 : 4], names[-2]]
-
-
-def check(
-  config: ml_collections.ConfigDict,
-  network: Network,
-  shapes: dict[str, Any],
-  names: list[str],
-) -> Plan:
-  """What to run, on which layers, units and classes; a ValueError names the first bad value."""
-  settings = config.visualize
-  for field in POSITIVE_SETTINGS:
-    if not settings[field] > 0:
-      raise ValueError(f"visualize.{field} must be positive, got {settings[field]}")
-  for field in NON_NEGATIVE_SETTINGS:
-    if not 0 <= settings[field] < np.inf:
-      raise ValueError(f"visualize.{field} must be finite and 0 or more, got {settings[field]}")
-  techniques = config_values.split_list(settings.only) or list(TECHNIQUES)
-  for name in techniques:
-    config_values.check_choice("technique", name, list(TECHNIQUES))
-  spatial = spatial_layers(network, shapes)
-
-  def spatial_layer(name: str) -> str:
-    network.check_layer(name)
-    if name not in spatial:
-      raise ValueError(
-        f"layer {name!r} has no spatial map (output {tuple(shapes[name].shape[1:])}); "
-        f"layers with one: {', '.join(spatial)}"
-      )
-    return name
-
-  layer = spatial_layer(settings.layer or spatial[-1])
-  patch_layers = [spatial_layer(n) for n in config_values.split_list(settings.patch_layers)]
-  patch_layers = patch_layers or [layer]
-  for name in invert_layers(network, settings):
-    network.check_layer(name)
-  chosen = config_values.split_list(settings.unit_ids)
-  unit_ids = {}
-  for name in dict.fromkeys([*patch_layers, layer]):
-    channels = shapes[name].shape[-1]
-    try:
-      ids = np.asarray([int(unit) for unit in chosen], int)
-    except ValueError:
-      raise ValueError(
-        f"bad visualize.unit_ids {settings.unit_ids!r}; expected e.g. 3,17"
-      ) from None
-    if chosen and not ((ids >= 0) & (ids < channels)).all():
-      raise ValueError(
-        f"visualize.unit_ids {settings.unit_ids!r}: layer {name!r} has units 0–{channels - 1}"
-      )
-    unit_ids[name] = ids if chosen else np.arange(min(settings.units, channels))
-  classes = []
-  for entry in config_values.split_list(settings.classes):
-    if entry in names:
-      classes.append(names.index(entry))
-    elif entry.isdigit() and int(entry) < len(names):
-      classes.append(int(entry))
-    else:
-      raise ValueError(
-        f"unknown class {entry!r} in visualize.classes; ids 0–{len(names) - 1} or names: "
-        f"{', '.join(names)}"
-      )
-  classes = np.asarray(classes or range(len(names)), int)
-  return Plan(techniques, layer, patch_layers, unit_ids, classes, bool(chosen))
-
-
-def class_names(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> list[str]:
-  names = [str(i) for i in range(info.num_classes)]
-  if config.dataset.name != datasets.SYNTHETIC:
-    builder = datasets.open_builder(
-      config.dataset.name, datasets.resolve_data_dir(config.dataset.data_dir)
-    )
-    label = builder.info.features["label"]
-    known = list(label.names) if getattr(label, "names", None) else []
-    ids = info.classes or range(len(known))
-    names = [known[i] for i in ids] if known else names
-  return names
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
@@ -598,53 +35,42 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
   model = models.create_model(config.model, info.num_classes)
   input_shape = input_pipeline.input_shape(config, info)
   _, shapes = models.trace(model, input_shape, info.num_classes)
-  names = class_names(config, info)
-  plan = check(config, Network(model, {}, None), shapes, names)
-
+  names = plan.class_names(config, info)
+  # Opened before the plan, which checks visualize.images against the eval split as
+  # dataset.classes leaves it; opening the data compiles nothing.
   data = input_pipeline.load_data(config)
+  planned = plan.check(
+    config, Network(model, {}, None), shapes, names, len(data.eval), list(techniques.TECHNIQUES)
+  )
+
   step, saved = checkpoints.read_newest(workdir, "visualize", parallel.announce)
   variables = {"params": saved["params"], "batch_stats": saved.get("batch_stats") or {}}
   network = Network(
     model, variables, data.stats, config.dataset.normalization, config.dataset.crop_size
   )
-  images, labels = data.eval.read(np.arange(min(config.visualize.images, len(data.eval))))
+  images, labels = data.eval.read(np.arange(config.visualize.images))
   folder = workdir / OUTPUT
   folder.mkdir(exist_ok=True)
-  suite = Suite(
+  subject = techniques.Subject(
     network,
     config,
     data,
-    plan,
+    planned,
     receptive.receptive_fields(model, input_shape, info.num_classes),
     network.inputs(jnp.asarray(images)),
     jnp.asarray(labels),
     names,
     folder,
   )
-  for name in plan.techniques:
+  for name in planned.techniques:
     began = time.perf_counter()
-    _, picture, description, settings = TECHNIQUES[name](suite)
+    section = techniques.TECHNIQUES[name](subject)
     seconds = time.perf_counter() - began
-    parallel.announce(f"{name}: {folder / picture} ({seconds:.1f} s)")
-    # Recorded one by one, so that a run cut short or limited by --only adds to the page
-    # instead of replacing it.
-    record = [picture, description, settings, seconds, int(step)]
-    shown = reporting.update_json(folder / INDEX, {name: record})
+    parallel.announce(f"{name}: {folder / section[1]} ({seconds:.1f} s)")
+    recorded = page.record(folder, name, section, seconds, step)
   title = f"{config.model.name} on {info.name}, step {step}: {workdir}"
-  report.index_html(folder / "index.html", title, index_sections(folder, shown, step))
+  shown = page.sections(folder, recorded, step, list(techniques.TECHNIQUES))
+  written = page.write(folder, title, shown)
   total = time.perf_counter() - started
-  count = len(plan.techniques)
-  return f"{count} technique{'s' * (count != 1)} in {total:.0f} s: {folder / 'index.html'}"
-
-
-def index_sections(folder: pathlib.Path, shown: dict[str, list], step: int) -> list[tuple]:
-  """index.html's sections: every technique recorded in INDEX whose picture is still there,
-  in TECHNIQUES order, naming the step of any made from another checkpoint."""
-  sections = []
-  for name in TECHNIQUES:
-    if name not in shown or not (folder / shown[name][0]).is_file():
-      continue
-    picture, description, settings, seconds, made_at = shown[name]
-    older = f", step {made_at}" if made_at != step else ""
-    sections.append((name, picture, f"{description} ({seconds:.1f} s{older})", settings))
-  return sections
+  count = len(planned.techniques)
+  return f"{count} technique{'s' * (count != 1)} in {total:.0f} s: {written}"

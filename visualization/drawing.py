@@ -1,15 +1,14 @@
-"""Drawing the techniques' arrays: PNG grids and the index.html that shows them all."""
+"""Drawing the techniques' arrays as PNG figures: image grids, a scatter, a line plot."""
 
 from __future__ import annotations
 
-import html
 import pathlib
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
 
-import reporting
+import records
 
 
 def to_display(images: np.ndarray) -> np.ndarray:
@@ -30,6 +29,13 @@ def scaled(images: np.ndarray) -> np.ndarray:
   axes = tuple(range(1, images.ndim))
   low, high = images.min(axis=axes, keepdims=True), images.max(axis=axes, keepdims=True)
   return (images - low) / np.maximum(high - low, 1e-12)
+
+
+def signed(images: np.ndarray) -> np.ndarray:
+  """Gradient-like images [N, H, W, C], each scaled to [0, 1] with zero at 0.5."""
+  images = np.asarray(images)
+  bound = np.abs(images).max(axis=(1, 2, 3), keepdims=True) + 1e-12
+  return to_display(0.5 + 0.5 * images / bound)
 
 
 def grid(
@@ -55,8 +61,29 @@ def grid(
         axis.set_ylabel(row_labels[r], fontsize=7)
       if r == 0 and c < len(column_labels):
         axis.set_title(column_labels[c], fontsize=7)
-  reporting.save(figure, path)
+  records.save(figure, path)
   return path
+
+
+def beside_images(
+  path: pathlib.Path,
+  pixels: np.ndarray,
+  shown: np.ndarray,
+  title: str,
+  row_labels: Sequence[str],
+  cmap: str,
+) -> pathlib.Path:
+  """Each image (pixels [N, H, W, C]) beside its picture (`shown`, values in [0, 1])."""
+  images = photo(pixels)
+  return grid(
+    path,
+    [[images[i], shown[i]] for i in range(len(shown))],
+    title,
+    row_labels=row_labels,
+    column_labels=["image", title],
+    cmap=cmap,
+    cell=1.6,
+  )
 
 
 def scatter(
@@ -84,7 +111,7 @@ def scatter(
   axis.set_title(title, fontsize=9)
   axis.set_xticks([])
   axis.set_yticks([])
-  reporting.save(figure, path)
+  records.save(figure, path)
   return path
 
 
@@ -101,32 +128,5 @@ def line_plot(
   axis.legend(fontsize=7)
   axis.set_title(title, fontsize=9)
   axis.grid(alpha=0.3)
-  reporting.save(figure, path)
-  return path
-
-
-def index_html(
-  path: pathlib.Path, title: str, sections: Sequence[tuple[str, str, str, dict]]
-) -> pathlib.Path:
-  """One page: per technique its picture, what it shows, and the settings it ran with;
-  sections are (name, picture file, description, settings)."""
-  parts = [
-    "<!doctype html><meta charset='utf-8'>",
-    f"<title>{html.escape(title)}</title>",
-    "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}"
-    "img{max-width:100%}td{padding:0 8px;font-size:13px}</style>",
-    f"<h1>{html.escape(title)}</h1>",
-  ]
-  for name, picture, description, settings in sections:
-    rows = "".join(
-      f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-      for k, v in settings.items()
-    )
-    parts += [
-      f"<h2 id='{html.escape(name)}'>{html.escape(name)}</h2>",
-      f"<p>{html.escape(description)}</p>",
-      f"<table>{rows}</table>",
-      f"<img src='{html.escape(picture)}' alt='{html.escape(name)}'>",
-    ]
-  path.write_text("\n".join(parts) + "\n")
+  records.save(figure, path)
   return path
