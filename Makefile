@@ -1,6 +1,7 @@
 # convzoo: `make main` sets everything up and trains the default experiment;
 # `make test` sets everything up, lints and runs the whole test suite (what CI runs);
-# `make test-fast` runs the tests not marked slow (a few minutes). All are idempotent.
+# `make test-fast` runs the tests not marked slow (under 3 minutes), `make test-smoke` the quickest
+# (under a minute). All are idempotent; each prints its 15 slowest tests.
 
 PYTHON      ?= python3
 VENV        := .venv
@@ -10,16 +11,19 @@ WORKDIR     ?= workdirs/default
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
 
-.PHONY: main test test-fast lint setup data bench bench-pytorch clean-env
+.PHONY: main test test-fast test-smoke lint setup data bench bench-pytorch clean-env
 
 main: setup data
 	$(PY) train.py --config=configs/default.py --workdir=$(WORKDIR)
 
 test: setup data lint
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=15
 
 test-fast: setup data
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" --durations=15
+
+test-smoke: setup data
+	$(PY) -m pytest -m smoke --durations=15
 
 lint: setup
 	$(VENV)/bin/ruff check .

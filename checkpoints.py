@@ -21,38 +21,13 @@ import numpy as np
 import orbax.checkpoint as ocp
 from jax.experimental import multihost_utils
 
-import schedules
+import config_rules
 
 CONFIG_FILE = "config.json"
 CHECKPOINTS = "checkpoints"
 UNRESTORABLE = "unrestorable_checkpoints"  # where checkpoints that fail to restore are moved
 ITEM = "default"  # the folder of the state inside a step's (a CheckpointManager's single item)
 TMP_SUFFIX = ".orbax-checkpoint-tmp"  # how orbax names a save in progress
-# Config fields that decide the shapes of the saved state: evaluation needs these to match.
-SHAPE_FIELDS = (
-  "model",
-  "dataset.name",
-  "dataset.classes",
-  "dataset.pad",
-  "dataset.resize",
-  "dataset.center_crop",
-  "dataset.crop_size",
-)
-# A resumed run must also share what a step means (the data stream and the random draws) and
-# the optimizer state's form, or it would not continue the same run.
-RESUME_FIELDS = SHAPE_FIELDS + (
-  "dataset.train_split",
-  "batch_size",
-  "seed",
-  "optimizer.momentum",
-  "optimizer.nesterov",
-  "optimizer.frozen",
-  "optimizer.lr_multipliers",
-  "optimizer.linear_probe",
-  *schedules.RESUME_FIELDS,
-)
-# Fields renamed since a workdir's config.json may have been written: old name → new name.
-RENAMED_FIELDS = {"dataset.image_size": "dataset.crop_size"}
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -67,12 +42,14 @@ def select_fields(
   """The given fields (and their sub-fields) of a config, flattened to dotted names (lists as
   lists, as in JSON); fields saved under an old name are reported under the new one."""
   values = flatten(json.loads(config.to_json()) if hasattr(config, "to_json") else config)
-  values = {RENAMED_FIELDS.get(k, k): v for k, v in values.items()}
+  values = {config_rules.RENAMED_FIELDS.get(k, k): v for k, v in values.items()}
   return {k: v for k, v in values.items() if any(k == f or k.startswith(f + ".") for f in fields)}
 
 
 def check_workdir(
-  config: ml_collections.ConfigDict, workdir: pathlib.Path, fields: tuple[str, ...] = RESUME_FIELDS
+  config: ml_collections.ConfigDict,
+  workdir: pathlib.Path,
+  fields: tuple[str, ...] = config_rules.RESUME_FIELDS,
 ) -> None:
   """Refuses a workdir whose checkpoints belong to another model, dataset or incompatible run."""
   saved_config = workdir / CONFIG_FILE

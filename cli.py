@@ -11,20 +11,27 @@ logs only with `--verbose` or CONVZOO_DEBUG=1), a signal stop its own status (13
 from __future__ import annotations
 
 import errno
+import functools
 import inspect
+import json
 import logging
 import os
 import pathlib
+import re
 import sys
 import traceback
 import types
 from collections.abc import Callable
 
+import ml_collections
 from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+import checkpoints
+import config_rules
 import parallel
+from configs import base
 
 FLAGS = flags.FLAGS
 DEBUG_ENV = "CONVZOO_DEBUG"  # =1: the same as --verbose
@@ -33,6 +40,8 @@ USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 ERROR_STATUS = 1
 INTERRUPTED_STATUS = 128 + 2  # as if killed by SIGINT (the shell's convention)
 PREEMPTED_STATUS = 128 + 15  # as if killed by SIGTERM: the job did not finish
+# What ml_collections raises for a --config.FIELD=VALUE it cannot apply.
+OVERRIDE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
 VERBOSE_HINT = f"rerun with --verbose or {DEBUG_ENV}=1 for the traceback"
 
 
@@ -58,6 +67,54 @@ def define_config_and_workdir() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
+def define_workdir_and_its_config(help_text: str) -> None:
+  """--workdir=DIR (required) and --config: the run's own DIR/config.json, any field of which
+  --config.FIELD=VALUE overrides; fields added to configs/base.py since it was saved take their
+  defaults. Without a readable DIR/config.json, --config is the base config and the program's
+  `saved_config_path` check says why."""
+  config = base.get_config()
+  try:
+    saved = json.loads(saved_config_path(_value_of("workdir", sys.argv)).read_text())
+    config = ml_collections.ConfigDict(_merged(config.to_dict(), saved))
+  except (OSError, ValueError):
+    pass
+  try:  # ml_collections applies --config.FIELD=VALUE from sys.argv here, at definition
+    config_flags.DEFINE_config_dict("config", config, "the run's config, overridable")
+  except OVERRIDE_ERRORS as error:
+    sys.exit(f"error: {override_problem(error, sys.argv)}")
+  flags.DEFINE_string("workdir", None, help_text)
+  flags.mark_flags_as_required(["workdir"])
+
+
+def saved_config_path(workdir: str) -> pathlib.Path:
+  """DIR/config.json of a run; a ValueError if there is none."""
+  path = pathlib.Path(workdir, checkpoints.CONFIG_FILE)
+  if not workdir or not path.is_file():
+    raise ValueError(f"{path} not found; --workdir must be a training run's folder")
+  return path
+
+
+def _value_of(name: str, argv: list[str]) -> str:
+  """The value of --NAME=VALUE or --NAME VALUE in `argv` ("" if absent), before absl parses."""
+  for arg, following in zip(argv, [*argv[1:], ""], strict=True):
+    if arg == f"--{name}":
+      return following
+    if arg.startswith(f"--{name}="):
+      return arg.split("=", 1)[1]
+  return ""
+
+
+def _merged(defaults: dict, saved: dict) -> dict:
+  """`saved` with every field of `defaults` it lacks (recursively)."""
+  merged = dict(saved)
+  for key, value in defaults.items():
+    if key not in merged:
+      merged[key] = value
+    elif isinstance(value, dict) and isinstance(merged[key], dict):
+      merged[key] = _merged(value, merged[key])
+  return merged
+
+
 def verbose() -> bool:
   """Whether errors show their traceback and the libraries their error logs."""
   return os.environ.get(DEBUG_ENV, "") not in ("", "0") or (
@@ -65,8 +122,16 @@ def verbose() -> bool:
   )
 
 
-def run(main: Callable[[], str | None], log_level: int = absl_logging.WARNING) -> None:
-  """Runs `main()` as the program and prints what it returns (on the lead process)."""
+def run(
+  main: Callable[[], str | None],
+  log_level: int = absl_logging.WARNING,
+  bare_shows_usage: bool = False,
+) -> None:
+  """Runs `main()` as the program and prints what it returns (on the lead process).
+
+  Without arguments a program prints its usage when a flag it requires is missing, or always
+  with `bare_shows_usage`.
+  """
   if "verbose" not in FLAGS:
     flags.DEFINE_bool("verbose", False, f"tracebacks and library error logs (or ${DEBUG_ENV}=1)")
 
@@ -88,7 +153,10 @@ def run(main: Callable[[], str | None], log_level: int = absl_logging.WARNING) -
     if text:
       parallel.announce(text)
 
-  app.run(absl_main, flags_parser=parse_flags)
+  for name in ("config", "study", "workdir", "verbose"):  # --help lists them with the program's
+    if name in FLAGS:
+      FLAGS.register_key_flag_for_module(sys.argv[0], FLAGS[name])
+  app.run(absl_main, flags_parser=functools.partial(parse_flags, bare_shows_usage=bare_shows_usage))
 
 
 def describe(error: BaseException) -> str:
@@ -149,8 +217,20 @@ def quiet_library_failures() -> None:
 # Flags.
 
 
-def parse_flags(argv: list[str]) -> list[str]:
-  """absl's parsing, with one line for a bad config file, unknown or badly typed field."""
+def parse_flags(argv: list[str], bare_shows_usage: bool = False) -> list[str]:
+  """absl's parsing, with one line for a bad config file, unknown or badly typed field.
+
+  A bare invocation of a program that needs flags prints its usage (the program's docstring).
+  """
+  if len(argv) == 1:
+    try:
+      parsed = FLAGS(argv)
+    except flags.Error:
+      parsed = None
+    if parsed is None or bare_shows_usage:
+      usage = (sys.modules["__main__"].__doc__ or "").strip()
+      sys.exit(f"{usage}\n\nrun with --help for every flag")
+    return parsed
   is_config_file = config_flags.config_flags.is_config_flag
   for arg, following in zip(argv[1:], [*argv[2:], ""], strict=True):
     name, equals, value = arg.removeprefix("--").partition("=")
@@ -159,20 +239,33 @@ def parse_flags(argv: list[str]) -> list[str]:
       problem = config_file_problem(value)
       if problem:
         sys.exit(f"error: --{name}={value}: {problem}")
+    _, _, field = name.partition(".")
+    if arg.startswith("--") and field in config_rules.RENAMED_FIELDS:
+      sys.exit(f"error: {arg}: {field} is now {config_rules.RENAMED_FIELDS[field]}")
   try:
     return FLAGS(argv)
+  except SystemExit as stop:  # absl exits 1 after --help: asking for help is no failure
+    help_asked = {"--help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml"} & set(argv)
+    sys.exit(0 if help_asked and stop.code == 1 else stop.code)
   except flags.Error as error:
     lines = [line for line in str(error).splitlines() if line.strip()]
     # A config file that raised comes wrapped with its traceback: its last line says why.
     message = lines[-1].strip() if "Traceback" in str(error) else str(error)
     sys.exit(f"error: {message}\nsee --helpfull for the flags")
-  except (AttributeError, KeyError, TypeError, ValueError) as error:
-    # ml_collections raises these while applying --config.FIELD=VALUE overrides.
-    detail = " ".join(str(error).replace("\\n", " ").replace("\\'", "'").split())
-    detail = detail.removeprefix("'").removesuffix("'")
-    overrides = [arg for arg in argv[1:] if arg.startswith("--") and "." in arg.split("=")[0]]
-    where = f"bad config override in {' '.join(overrides)}: " if overrides else ""
-    sys.exit(f"error: {where}{detail}")
+  except OVERRIDE_ERRORS as error:
+    sys.exit(f"error: {override_problem(error, argv)}")
+
+
+def override_problem(error: Exception, argv: list[str]) -> str:
+  """One line for an error ml_collections raised applying --config.FIELD=VALUE overrides."""
+  text = error.args[0] if error.args else error
+  text = " ".join(str(text).replace("\\n", " ").replace("\\'", "'").split())
+  if isinstance(error, (AttributeError, KeyError)):
+    name, hint = re.search(r"'([^'\"]+)'", text), re.search(r'Did you mean "([^"]+)"', text)
+    text = f"unknown field {name.group(1)!r}" if name else "unknown field"
+    text += f"; did you mean {hint.group(1)!r}?" if hint else ""
+  overrides = [arg for arg in argv[1:] if arg.startswith("--") and "." in arg.split("=")[0]]
+  return f"bad config override in {' '.join(overrides)}: {text}" if overrides else text
 
 
 def config_file_problem(spec: str) -> str | None:

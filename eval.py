@@ -12,5 +12,7 @@ import evaluation
 if __name__ == "__main__":
   cli.define_config_and_workdir()
   cli.run(
-    lambda: evaluation.report(evaluation.evaluate_workdir(cli.FLAGS.config, cli.FLAGS.workdir))
+    lambda: evaluation.results_lines(
+      evaluation.evaluate_workdir(cli.FLAGS.config, cli.FLAGS.workdir)
+    )
   )

@@ -19,10 +19,11 @@ import numpy as np
 import optax
 
 import checkpoints
+import config_rules
 import experiment
 import input_pipeline
 import parallel
-import reporting
+import records
 import workdirs
 from experiment import TOP_K, TrainState
 from input_pipeline import augment
@@ -144,7 +145,7 @@ def evaluate_and_record(
     split = "eval" if protocol == "single" else f"eval_{protocol}"
     writer.write(step, split, {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
     if parallel.is_lead_process():
-      reporting.write_results(workdir, protocol, {**metrics, "step": step})
+      records.write_results(workdir, protocol, {**metrics, "step": step})
     parallel.announce(
       f"eval ({protocol}) at step {step}: top-1 error {metrics['top1_error']:.2f}% | "
       f"top-5 error {metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
@@ -166,9 +167,9 @@ def evaluate_workdir(
       f"no checkpoint in {workdir / checkpoints.CHECKPOINTS}; train first with "
       f"`train.py --workdir={workdir}`"
     )
-  checkpoints.check_workdir(config, workdir, checkpoints.SHAPE_FIELDS)
+  checkpoints.check_workdir(config, workdir, config_rules.SHAPE_FIELDS)
   data = input_pipeline.load_data(config)
-  _, _, state = experiment.for_data(config, data)  # the structure to restore into
+  _, _, state = experiment.create_for_loaded_data(config, data)  # the structure to restore into
   # Damaged checkpoints are skipped, not moved: a run may be training in this workdir.
   step, state = checkpoints.restore(workdir, state, parallel.announce, set_aside_damaged=False)
   results = evaluate_protocols(
@@ -181,11 +182,12 @@ def evaluate_workdir(
   for protocol, metrics in results.items():
     metrics["step"] = step
     if parallel.is_lead_process():
-      reporting.write_results(workdir, protocol, metrics)
+      records.write_results(workdir, protocol, metrics)
   return results
 
 
-def report(results: dict[str, dict[str, Any]]) -> str:
+def results_lines(results: dict[str, dict[str, Any]]) -> str:
+  """One line per crop protocol: what eval.py prints."""
   return "\n".join(
     f"step {m['step']}, {protocol}: top-1 error {m['top1_error']:.2f}% | top-5 error "
     f"{m['top5_error']:.2f}% | loss {m['loss']:.4f} ({m['num_examples']} examples)"

@@ -17,7 +17,7 @@ import optax
 from flax.training import train_state
 
 import checkpoints
-import config_values
+import config_rules
 import finetune
 import input_pipeline
 import models
@@ -25,33 +25,6 @@ import parallel
 import schedules
 
 TOP_K = 5  # top-5 error is reported beside top-1
-POSITIVE_FIELDS = (
-  "batch_size",
-  "eval_batch_size",
-  "log_every_steps",
-  "eval_every_steps",
-  "checkpoint_every_steps",
-  "keep_checkpoints",
-  # Checked whether or not dataset.name is synthetic: a typo waits for no one.
-  "dataset.synthetic.image_size",
-  "dataset.synthetic.channels",
-  "dataset.synthetic.num_classes",
-  "dataset.synthetic.train_examples",
-  "dataset.synthetic.eval_examples",
-)
-NON_NEGATIVE_FIELDS = (  # 0 means "off" or "default" for most of them; NaN and inf are refused
-  "dataset.resize",
-  "dataset.center_crop",
-  "dataset.pad",
-  "dataset.crop_size",
-  "dataset.num_workers",
-  "dataset.cache_gb",
-  "dataset.synthetic.seed",
-  "augment.pca_lighting",
-  "optimizer.weight_decay",
-  "schedule.plateau_threshold",
-  "seed",
-)
 
 
 class TrainState(train_state.TrainState):
@@ -82,22 +55,13 @@ def check_config(
   Nothing is read but the dataset's metadata, and nothing is compiled: the network is traced.
   """
   models.entry(config.model.name)
-  for field in POSITIVE_FIELDS:
-    if not config_values.get(config, field) > 0:
-      raise ValueError(f"{field} must be positive, got {config_values.get(config, field)}")
-  for field in NON_NEGATIVE_FIELDS:
-    if not 0 <= config_values.get(config, field) < np.inf:
-      raise ValueError(
-        f"{field} must be finite and 0 or more, got {config_values.get(config, field)}"
-      )
+  config_rules.check_training(config)
   schedules.check(config)
-  if not 0 <= config.optimizer.momentum < 1:
-    raise ValueError(f"optimizer.momentum must be in [0, 1), got {config.optimizer.momentum}")
   if data_parallel is not None:
     data_parallel.check_batch_size("batch_size", config.batch_size)
     data_parallel.check_batch_size("eval_batch_size", config.eval_batch_size)
   info = input_pipeline.check_dataset(config)
-  train_examples = info.split_sizes.get(config.dataset.train_split)
+  train_examples = input_pipeline.datasets.split_size(info, config.dataset.train_split)
   if train_examples and not info.classes and config.batch_size > train_examples:
     raise ValueError(
       f"batch_size {config.batch_size} is larger than the training split "
@@ -171,7 +135,7 @@ def create_model_and_state(
   return model, learning_rate_fn, state
 
 
-def for_data(
+def create_for_loaded_data(
   config: ml_collections.ConfigDict, data: input_pipeline.Data
 ) -> tuple[models.ConvNet, optax.Schedule, TrainState]:
   """`create_model_and_state` for the loaded dataset `data`."""

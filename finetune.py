@@ -1,5 +1,4 @@
-"""Fine-tuning (spec §4): start from another run's checkpoint, freeze layers, scale their
-learning rates.
+"""Fine-tuning: start from another run's checkpoint, freeze layers, scale their learning rates.
 
 Parameters are named by their path, `layer/param` (`fc8/kernel`, `stage1_block1/conv1/kernel`);
 a pattern (fnmatch: `fc*`, `conv?`) matches a path or its layer. `optimizer.frozen` lists

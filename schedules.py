@@ -1,5 +1,4 @@
-"""What changes with the step: the learning-rate schedules, the plateau rule, and the timetable
-of the training loop (when it logs, evaluates and checkpoints).
+"""What changes with the step: the learning-rate schedules and the plateau rule.
 
 A schedule is chosen by `schedule.name`: constant, cosine, step (multiply by `step_factor` at
 `step_epochs`) or plateau (multiply by `step_factor` when the evaluation error stops
@@ -10,7 +9,6 @@ and its checkpoints, and scales every update.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -22,34 +20,11 @@ from flax import struct
 import config_values
 
 SCHEDULES = ("constant", "cosine", "step", "plateau")
-# A resumed run must keep its schedule's kind: the plateau state means nothing to another.
-RESUME_FIELDS = ("schedule.name",)
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-  """Raises a ValueError naming the first bad training-length or schedule field."""
-  if config.num_train_steps == -1 and not config.num_epochs > 0:
-    raise ValueError(f"num_epochs must be positive, got {config.num_epochs}")
-  if config.num_train_steps != -1 and config.num_train_steps <= 0:
-    raise ValueError(
-      f"num_train_steps must be positive or -1 (from num_epochs), got {config.num_train_steps}"
-    )
-  if not 0 < config.optimizer.learning_rate < math.inf:
-    raise ValueError(
-      f"optimizer.learning_rate must be positive and finite, got {config.optimizer.learning_rate}"
-    )
-  schedule = config.schedule
-  config_values.check_choice("schedule.name", schedule.name, SCHEDULES)
-  if not 0 <= schedule.warmup_epochs < math.inf:
-    raise ValueError(
-      f"schedule.warmup_epochs must be finite and 0 or more, got {schedule.warmup_epochs}"
-    )
-  if schedule.plateau_patience < 1:
-    raise ValueError(
-      f"schedule.plateau_patience must be at least 1 evaluation, got {schedule.plateau_patience}"
-    )
-  if not 0 < schedule.step_factor < 1:
-    raise ValueError(f"schedule.step_factor must be in (0, 1), got {schedule.step_factor}")
+  """Raises a ValueError for an unknown schedule.name (its ranges are in config_rules)."""
+  config_values.check_choice("schedule.name", config.schedule.name, SCHEDULES)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,36 +128,3 @@ def after_evaluation(
       "evaluations_without_improvement": int(plateau.waited),
     },
   )
-
-
-# ---------------------------------------------------------------------------------------------
-# When the loop acts.
-
-LOG, EVALUATE, CHECKPOINT = "log", "evaluate", "checkpoint"
-
-
-@dataclasses.dataclass(frozen=True)
-class Timetable:
-  """Logging, evaluation and checkpoints fall every N steps and at the last step; a stop
-  (SIGTERM) logs and checkpoints at once."""
-
-  last_step: int
-  every: dict[str, int]
-
-  @classmethod
-  def from_config(cls, config: ml_collections.ConfigDict, last_step: int) -> Timetable:
-    return cls(
-      last_step,
-      {
-        LOG: config.log_every_steps,
-        EVALUATE: config.eval_every_steps,
-        CHECKPOINT: config.checkpoint_every_steps,
-      },
-    )
-
-  def due(self, step: int, stopping: bool = False) -> frozenset[str]:
-    """The actions that fall on `step`."""
-    due = {
-      action for action, every in self.every.items() if step % every == 0 or step == self.last_step
-    }
-    return frozenset(due | {LOG, CHECKPOINT} if stopping else due)

@@ -1,20 +1,20 @@
-"""Runs an ablation study: a base config and named variants, one table of results.
+"""Ablation studies: a base config and named variants, trained one after the other, compared in
+one table.
 
-  .venv/bin/python ablate.py --study=configs/studies/NAME.py --workdir=DIR \
-      [--study.base.FIELD=VALUE ...]
-
-The baseline (the base config) and every variant train with the same seed and data, one after
-the other, each in DIR/<variant>. A second invocation skips finished variants and resumes an
-interrupted one from its checkpoint; a variant that fails is reported in the table and the
-others still run. Overrides for every variant go on the base (`--study.base.num_train_steps=300`).
-Writes DIR/study.csv, DIR/study.md and DIR/study.png (top-1 error against parameters).
+The baseline (the base config) and every variant train with the same seed and data, each in
+DIR/<variant>. Running a study again skips finished variants and resumes an interrupted one from
+its checkpoint; a variant that fails is reported in the table and the others still run. A
+variant's folder that holds a run of another config (the study or its overrides changed) is
+refused, naming the fields, or with `changed="rerun"` moved aside to DIR/<variant>.<its config
+digest> and trained afresh: a table row is always the config asked for now. Writes
+DIR/study.csv, DIR/study.md and DIR/study.png (top-1 error against parameters). ablate.py is its
+command line.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
+import hashlib
 import json
 import pathlib
 import time
@@ -22,20 +22,22 @@ import traceback
 from typing import Any
 
 import ml_collections
-from absl import flags
 
+import checkpoints
 import cli
 import config_values
 import experiment
 import input_pipeline
 import models
 import parallel
-import reporting
-import summary
-import train
+import records
+import tables
+import training
+from models import accounting
 
 BASELINE = "baseline"
 DONE_FILE = "study_run.json"  # written in a variant's workdir when it has finished
+CHANGED = ("refuse", "rerun")  # what to do with a variant folder that ran another config
 
 
 @dataclasses.dataclass
@@ -72,11 +74,66 @@ def read_study(study: ml_collections.ConfigDict) -> list[Variant]:
     except ValueError as error:
       raise ValueError(f"variant {name!r}: {error}") from error
     model = models.create_model(config.model, info.num_classes)
-    counts = summary.summarize(model, input_pipeline.input_shape(config, info), info.num_classes)
+    counts = accounting.summarize(model, input_pipeline.input_shape(config, info), info.num_classes)
     variants.append(
       Variant(name, dict(overrides), config, counts["total_params"], counts["total_flops"])
     )
   return variants
+
+
+def config_digest(config: ml_collections.ConfigDict | dict) -> str:
+  """8 hex digits that change with any field of `config` (the table's `config` column)."""
+  fields = json.loads(config.to_json()) if hasattr(config, "to_json") else config
+  return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def config_changes(variant: Variant, folder: pathlib.Path) -> list[str]:
+  """The fields in which the run recorded in `folder` differs from `variant`'s config."""
+  saved_file = folder / checkpoints.CONFIG_FILE
+  if not saved_file.is_file():
+    return []
+  try:
+    saved = checkpoints.flatten(json.loads(saved_file.read_text()))
+  except ValueError:
+    return [f"{saved_file} cannot be read"]
+  asked = checkpoints.flatten(json.loads(variant.config.to_json()))
+  return [
+    f"{k}: {saved.get(k)!r} there, {asked.get(k)!r} now"
+    for k in sorted(set(saved) | set(asked))
+    if saved.get(k) != asked.get(k)
+  ]
+
+
+def set_aside(folder: pathlib.Path) -> pathlib.Path:
+  """Moves a variant folder of another config to <folder>.<its digest>[-N]; never overwrites."""
+  digest = config_digest(json.loads((folder / checkpoints.CONFIG_FILE).read_text()))
+  target = folder.with_name(f"{folder.name}.{digest}")
+  number = 1
+  while target.exists():
+    number += 1
+    target = folder.with_name(f"{folder.name}.{digest}-{number}")
+  folder.rename(target)
+  return target
+
+
+def check_recorded_configs(
+  variants: list[Variant], workdir: pathlib.Path, changed: str
+) -> dict[str, list[str]]:
+  """The variants whose folder ran another config, with the differences; refused unless
+  `changed` is "rerun"."""
+  config_values.check_choice("changed", changed, CHANGED)
+  stale = {v.name: config_changes(v, workdir / v.name) for v in variants}
+  stale = {name: changes for name, changes in stale.items() if changes}
+  if stale and changed == "refuse":
+    name, changes = next(iter(stale.items()))
+    shown = "; ".join(changes[:4]) + (f"; and {len(changes) - 4} more" if len(changes) > 4 else "")
+    raise ValueError(
+      f"{workdir / name} holds a run of another config than variant {name!r} asks for now "
+      f"({shown}){f' (and {len(stale) - 1} more variants)' if len(stale) > 1 else ''}; "
+      "run with --changed=rerun to keep those results aside and train the variants afresh, or "
+      "use another --workdir"
+    )
+  return stale
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,7 +146,7 @@ def run_variant(variant: Variant, workdir: pathlib.Path) -> str:
     return "done earlier"
   start = time.perf_counter()
   try:
-    train.train_and_evaluate(variant.config, workdir)
+    training.train_and_evaluate(variant.config, workdir)
   except cli.Preempted as stopped:  # the whole study stops; rerunning resumes this variant
     raise cli.Preempted(f"{stopped}; the study resumes from this variant") from None
   except Exception as error:  # one variant's failure must not stop the others
@@ -101,12 +158,18 @@ def run_variant(variant: Variant, workdir: pathlib.Path) -> str:
 
 
 def run_study(
-  study: ml_collections.ConfigDict, workdir: str | pathlib.Path
+  study: ml_collections.ConfigDict, workdir: str | pathlib.Path, changed: str = "refuse"
 ) -> list[dict[str, Any]]:
-  """Runs every variant of `study` in `workdir`/<variant>; returns the table's rows."""
+  """Runs every variant of `study` in `workdir`/<variant>; returns the table's rows.
+
+  `changed` says what to do with a variant folder that ran another config (CHANGED).
+  """
   workdir = pathlib.Path(workdir).resolve()
   variants = read_study(study)
+  stale = check_recorded_configs(variants, workdir, changed)
   workdir.mkdir(parents=True, exist_ok=True)
+  for name in stale:
+    print(f"{name}: ran another config; its folder is kept as {set_aside(workdir / name)}")
   statuses = {}
   for number, variant in enumerate(variants, 1):
     print(
@@ -131,12 +194,14 @@ def table_rows(
   rows = []
   for variant in variants:
     folder = workdir / variant.name
-    results_file = folder / reporting.RESULTS_FILE
+    results_file = folder / records.RESULTS_FILE
     results = json.loads(results_file.read_text()) if results_file.exists() else {}
-    train_rows = reporting.read_metrics(folder).get("train", [])
+    train_rows = records.read_metrics(folder).get("train", [])
     done = folder / DONE_FILE
     row = {
       "variant": variant.name,
+      "steps": results.get("single", {}).get("step"),
+      "config": config_digest(variant.config),
       "params": variant.params,
       "flops": variant.flops,
       "train_top1_error": train_rows[-1]["top1_error"] if train_rows else None,
@@ -168,52 +233,8 @@ def add_deltas(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   return with_deltas
 
 
-def format_value(key: str, value: Any) -> str:
-  if value is None:
-    return "–"
-  if key in ("params", "flops"):
-    return f"{value:,}"
-  if key == "params_delta":
-    return f"{value:+,}"
-  if key.endswith("_delta"):
-    return f"{value:+.2f}"
-  if isinstance(value, float):
-    return f"{value:.2f}" if key != "wall_seconds" else f"{value:.0f}"
-  return str(value)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-  columns = list(rows[0])
-  lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-  lines += ["| " + " | ".join(format_value(c, row.get(c)) for c in columns) + " |" for row in rows]
-  return "\n".join(lines)
-
-
 def write_tables(rows: list[dict[str, Any]], workdir: pathlib.Path) -> None:
   """DIR/study.csv, DIR/study.md and DIR/study.png."""
-  buffer = io.StringIO()
-  writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-  writer.writeheader()
-  writer.writerows(rows)
-  (workdir / "study.csv").write_text(buffer.getvalue())
-  (workdir / "study.md").write_text(markdown_table(rows) + "\n")
-  reporting.plot_errors_against_params(rows, workdir / "study.png", BASELINE)
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line.
-
-
-def run_and_report(study: ml_collections.ConfigDict, workdir: str) -> str:
-  rows = run_study(study, workdir)
-  return (
-    f"\n{markdown_table(rows)}\n\nwritten to {pathlib.Path(workdir) / 'study.md'} "
-    "(and study.csv, study.png)"
-  )
-
-
-if __name__ == "__main__":
-  cli.define_config_flag("study", "study file (configs/studies/*.py)")
-  flags.DEFINE_string("workdir", None, "directory for the variants' workdirs and the tables")
-  flags.mark_flags_as_required(["workdir"])
-  cli.run(lambda: run_and_report(flags.FLAGS.study, flags.FLAGS.workdir))
+  (workdir / "study.csv").write_text(tables.csv_table(rows))
+  (workdir / "study.md").write_text(tables.markdown_table(rows) + "\n")
+  records.plot_errors_against_params(rows, workdir / "study.png", BASELINE)

@@ -1,13 +1,10 @@
-"""Trains a convzoo model from a config.
-
-  .venv/bin/python train.py --config=configs/default.py --workdir=DIR [--config.FIELD=VALUE ...]
+"""Training a convzoo model: the pure train step, the loop and `train_and_evaluate`.
 
 Trains data-parallel on every local device (on CPU, the host is split into $CONVZOO_CPU_DEVICES
 devices, one per core up to 8 by default), or on every device of every host with
-`--config.distributed.enabled`.
-Resumes from the newest restorable checkpoint in DIR; on SIGTERM or Ctrl-C saves and exits
-(status 143 or 130).
-Writes TensorBoard events, metrics.jsonl, curves.png and results.json there.
+`--config.distributed.enabled`. Resumes from the newest restorable checkpoint in the workdir;
+on SIGTERM or Ctrl-C saves and raises `cli.Preempted`. Writes TensorBoard events,
+metrics.jsonl, curves.png and results.json there. `train.py` is its command line.
 """
 
 from __future__ import annotations
@@ -34,9 +31,10 @@ import evaluation
 import experiment
 import finetune
 import input_pipeline
+import loop_events
 import models
 import parallel
-import reporting
+import records
 import schedules
 import workdirs
 from evaluation import cross_entropy_loss
@@ -158,7 +156,7 @@ def train_and_evaluate(
   checkpoints.check_workdir(config, workdir)
   data = input_pipeline.load_data(config)
   num_train = len(data.train)
-  model, learning_rate_fn, state = experiment.for_data(config, data)
+  model, learning_rate_fn, state = experiment.create_for_loaded_data(config, data)
   lead = parallel.is_lead_process()
   with workdirs.hold(workdir) if lead else contextlib.nullcontext():
     start_step, restored = checkpoints.restore(workdir, state, parallel.announce)
@@ -190,7 +188,7 @@ def train_and_evaluate(
     finally:
       checkpoints.finish(manager)  # a save in flight completes even when the loop fails
   if lead:
-    parallel.announce(f"curves written to {reporting.plot_curves(workdir)}")
+    parallel.announce(f"curves written to {records.plot_curves(workdir)}")
   return final_metrics
 
 
@@ -245,12 +243,12 @@ def train_loop(
   """
   start_step = int(data_parallel.unreplicate(state.step))
   num_steps = schedules.total_steps(config, len(data.train))
-  timetable = schedules.Timetable.from_config(config, num_steps)
+  events = loop_events.LoopEvents.from_config(config, num_steps)
   eval_steps = evaluation.create_eval_steps(config, data.stats, data_parallel)
   batches = device_batches(config, data, start_step, data_parallel)
   lead = parallel.is_lead_process()
-  writer = reporting.MetricsWriter(workdir, start_step, started) if lead else reporting.NullWriter()
-  progress = reporting.Progress(start_step, num_steps, config.batch_size)
+  writer = records.MetricsWriter(workdir, start_step, started) if lead else records.NullWriter()
+  progress = records.Progress(start_step, num_steps, config.batch_size)
   pending: list[tuple[int, dict[str, jax.Array]]] = []
   final_metrics = None
   try:
@@ -258,13 +256,13 @@ def train_loop(
       state, metrics = mapped_train_step(state, next(batches))
       pending.append((step, metrics))
       stop = preemption.requested(step)
-      due = timetable.due(step, stopping=stop)
-      if schedules.LOG in due:
+      due = events.due(step, stopping=stop)
+      if loop_events.LOG in due:
         log_train_metrics(pending, progress, writer, data_parallel)
         pending = []
-      elif schedules.CHECKPOINT in due:
+      elif loop_events.CHECKPOINT in due:
         check_finite(pending, data_parallel)  # never save a diverged state
-      if schedules.EVALUATE in due:
+      if loop_events.EVALUATE in due:
         jax.block_until_ready(state)  # the pending train steps count as training time
         eval_start = time.perf_counter()
         final_metrics = evaluation.evaluate_and_record(
@@ -274,7 +272,7 @@ def train_loop(
           state, final_metrics["top1_error"], config, writer, step, data_parallel
         )
         progress.pause(time.perf_counter() - eval_start)
-      if schedules.CHECKPOINT in due:
+      if loop_events.CHECKPOINT in due:
         checkpoints.save(manager, step, data_parallel.unreplicate(state))
       if stop and step != num_steps:
         raise preemption.stopped(step, num_steps, workdir)
@@ -309,8 +307,8 @@ def apply_plateau(
 
 def log_train_metrics(
   pending: list[tuple[int, dict[str, jax.Array]]],
-  progress: reporting.Progress,
-  writer: reporting.MetricsWriter,
+  progress: records.Progress,
+  writer: records.MetricsWriter,
   data_parallel: parallel.DataParallel,
 ) -> None:
   """Averages the metrics of the steps since the last log, prints progress, writes them."""
@@ -336,17 +334,9 @@ def check_finite(
   return values
 
 
-# ---------------------------------------------------------------------------------------------
-# Command line.
-
-
-def report(metrics: dict[str, Any]) -> str:
+def results_line(metrics: dict[str, Any]) -> str:
+  """The final evaluation as the one line train.py prints."""
   return (
     f"test top-1 error {metrics['top1_error']:.2f}% | top-5 error "
     f"{metrics['top5_error']:.2f}% ({metrics['num_examples']} examples)"
   )
-
-
-if __name__ == "__main__":
-  cli.define_config_and_workdir()
-  cli.run(lambda: report(train_and_evaluate(cli.FLAGS.config, cli.FLAGS.workdir)))

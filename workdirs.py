@@ -14,16 +14,16 @@ import pathlib
 from collections.abc import Iterator
 
 import checkpoints
-import reporting
+import records
 
 # What a run keeps in its workdir, by kind: a file found where a folder belongs (or the other
 # way round) would fail the run only later, in the middle of training.
-FOLDERS = (checkpoints.CHECKPOINTS, checkpoints.UNRESTORABLE, reporting.TENSORBOARD)
+FOLDERS = (checkpoints.CHECKPOINTS, checkpoints.UNRESTORABLE, records.TENSORBOARD)
 FILES = (
   checkpoints.CONFIG_FILE,
-  reporting.METRICS_FILE,
-  reporting.RESULTS_FILE,
-  reporting.CURVES_FILE,
+  records.METRICS_FILE,
+  records.RESULTS_FILE,
+  records.CURVES_FILE,
 )
 
 

@@ -28,7 +28,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import experiment  # noqa: E402
 import parallel  # noqa: E402
-import train  # noqa: E402
+import training  # noqa: E402
 from configs import alexnet  # noqa: E402
 from input_pipeline import augment, color_pca, preprocess  # noqa: E402
 from input_pipeline.pipeline import SplitReader  # noqa: E402
@@ -92,7 +92,7 @@ def main(argv):
     config, 1000, (227, 227, 3), 1_281_167
   )
   state = data_parallel.replicate(state)
-  step_fn = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
+  step_fn = training.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
   train_batch = data_parallel.shard(
     {"image": np.asarray(batch), "label": np.resize(labels, args.batch).astype(np.int32)}
   )

@@ -45,7 +45,7 @@ class SyntheticStep:
 def synthetic_train_step(config, batch_size: int, num_classes: int) -> SyntheticStep:
   import experiment
   import parallel
-  import train
+  import training
   from input_pipeline import augment
 
   config.batch_size = batch_size
@@ -69,7 +69,7 @@ def synthetic_train_step(config, batch_size: int, num_classes: int) -> Synthetic
       "label": rng.integers(0, num_classes, batch_size).astype(np.int32),
     }
   )
-  step = train.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
+  step = training.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
   parameters = sum(x.size for x in jax.tree.leaves(state.params))
   return SyntheticStep(step, data_parallel.replicate(state), batch, batch_size, parameters)
 

@@ -6,8 +6,8 @@ Prints, measured in one run on this machine:
   * loading:   reading the Fashion-MNIST splits from ArrayRecord into memory and normalising them;
   * pipeline:  one epoch of shuffled training batches, host side only;
   * bare step: the same data-parallel train step on one batch already on the devices, nothing else;
-  * loop:      train.train_and_evaluate (input pipeline, metrics, logging, checkpoints), excluding
-               its first log interval (compile) and the final evaluation;
+  * loop:      training.train_and_evaluate (input pipeline, metrics, logging, checkpoints),
+               excluding its first log interval (compile) and the final evaluation;
 and the ratio loop / bare step (bare measured before and after the loop, averaged).
 """
 
@@ -27,9 +27,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 import experiment  # noqa: E402
 import input_pipeline  # noqa: E402
 import parallel  # noqa: E402
-import reporting  # noqa: E402
+import records  # noqa: E402
 import schedules  # noqa: E402
-import train  # noqa: E402
+import training  # noqa: E402
 from benchmarks import stepping  # noqa: E402
 from configs import default  # noqa: E402
 
@@ -57,12 +57,12 @@ def time_pipeline_epoch(config, data) -> float:
 def time_bare_step(config, data, steps: int) -> float:
   """Images/s of the data-parallel train step alone, on one device-resident batch."""
   data_parallel = parallel.DataParallel(config.num_devices)
-  model, learning_rate_fn, state = experiment.for_data(config, data)
+  model, learning_rate_fn, state = experiment.create_for_loaded_data(config, data)
   state = data_parallel.replicate(state)
   batch = data_parallel.shard(
     next(input_pipeline.train_batches(data.train, config.batch_size, config.seed))
   )
-  step = train.create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
+  step = training.create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
   _, seconds = stepping.seconds_per_step(step, state, batch, steps, warmup=20)
   return config.batch_size / seconds
 
@@ -74,8 +74,8 @@ def time_loop(config, steps: int) -> float:
   config.log_every_steps = 100
   config.checkpoint_every_steps = 500
   with tempfile.TemporaryDirectory() as workdir:
-    train.train_and_evaluate(config, workdir)
-    rows = reporting.read_metrics(pathlib.Path(workdir))["train"][1:]
+    training.train_and_evaluate(config, workdir)
+    rows = records.read_metrics(pathlib.Path(workdir))["train"][1:]
   previous = [100] + [r["step"] for r in rows[:-1]]
   images = [(r["step"] - p) * config.batch_size for r, p in zip(rows, previous, strict=True)]
   seconds = sum(n / r["images_per_second"] for n, r in zip(images, rows, strict=True))

@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   config.dataset.classes = ""  # "": all; else the classes kept, relabelled 0…k−1, e.g. "0-4"
-  # Host preprocessing, to one stored uint8 shape (spec §2): resize, centre crop, pad.
+  # Host preprocessing to one stored uint8 shape (Krizhevsky et al. 2012, §2): resize, crop, pad.
   config.dataset.resize = 0  # 0: keep; else the shorter side (or both, resize_mode=warp)
   config.dataset.resize_mode = "shorter_side"
   config.dataset.center_crop = 0  # 0: none; else the central square kept, e.g. 256
@@ -65,7 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.momentum = 0.9
   config.optimizer.nesterov = False
   config.optimizer.weight_decay = 5e-4  # added to the gradient, as Krizhevsky et al. 2012 §5
-  # Fine-tuning (spec §4): layer/parameter patterns, e.g. frozen="c1,c3", lr_multipliers=
+  # Fine-tuning (docs/finetuning.md): layer/parameter patterns, e.g. frozen="c1,c3", lr_multipliers=
   # "output=0.1,*=0.01" (first match wins; others ×1); linear_probe trains the head alone.
   config.optimizer.frozen = ""
   config.optimizer.lr_multipliers = ""
@@ -103,7 +103,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.distributed.num_processes = 0  # 0: from the cluster environment
   config.distributed.process_id = -1  # -1: from the cluster environment
 
-  # visualize.py (spec §5): what it draws of a trained run, and each technique's settings.
+  # visualize.py (docs/visualization.md): what it draws of a trained run, each technique's settings.
   config.visualize = ml_collections.ConfigDict()
   config.visualize.only = ""  # techniques, e.g. "occlusion,saliency"; "": all (visualization/)
   config.visualize.images = 8  # eval images the per-image maps are drawn for

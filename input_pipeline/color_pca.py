@@ -108,7 +108,7 @@ def compute_and_save(config: Any, max_images: int = 0, out: str = "") -> str:
 
 if __name__ == "__main__":
   cli.define_config_flag("config", "experiment config whose training split to use")
-  flags.DEFINE_integer("max_images", 0, "use the first N training images (0: all)")
+  flags.DEFINE_integer("max_images", 0, "use the first N training images (0: all)", lower_bound=0)
   flags.DEFINE_string(
     "out",
     "",

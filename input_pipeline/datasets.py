@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import pathlib
+import types
 from typing import Any
 
 import numpy as np
@@ -125,6 +126,19 @@ def check_split(info: DatasetInfo, split: str) -> None:
     config_values.check_choice(
       "split", split.split("[")[0], set(info.split_sizes), of=f"dataset {info.name!r}"
     )
+
+
+def split_size(info: DatasetInfo, split: str) -> int | None:
+  """How many examples `split` holds ("train", "train[:5%]", "train[:100]+test[:10]"), or None
+  where TFDS does not know the sizes (mocked data)."""
+  known = {name: types.SimpleNamespace(num_examples=n) for name, n in info.split_sizes.items()}
+  if split.split("[")[0] not in known:
+    return info.split_sizes.get(split)
+  try:
+    parts = tfds.core.ReadInstruction.from_spec(split).to_absolute(known)
+  except (AssertionError, ValueError) as error:  # a slice past the end, a malformed one
+    raise ValueError(f"split {split!r} of dataset {info.name!r}: {error}") from None
+  return sum(len(range(known[p.splitname].num_examples)[p.from_ : p.to]) for p in parts)
 
 
 class DatasetDamaged(ValueError):

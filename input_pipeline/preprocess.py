@@ -1,4 +1,5 @@
-"""Host-side preprocessing to one stored shape: rescale, centre-crop, pad (spec §2).
+"""Host-side preprocessing to one stored shape: rescale, centre-crop, pad (Krizhevsky et al.
+2012, §2).
 
 AlexNet's protocol rescales each image so its shorter side is 256 and takes the central
 256×256 patch; everything random happens later, on the device (input_pipeline/augment.py).

@@ -28,7 +28,7 @@ import pytest
 
 import checkpoints
 import config_values
-import train
+import training
 from configs import default
 from input_pipeline import datasets, fashion_mnist
 
@@ -117,7 +117,7 @@ class TrainedRun:
 def trained_tiny_run(tiny_data_dir, tmp_path_factory) -> TrainedRun:
   """The tiny default run, trained once per session: tests only read it (or copy it)."""
   workdir = tmp_path_factory.mktemp("trained") / "run"
-  metrics = train.train_and_evaluate(make_config(tiny_data_dir, **TINY_RUN), workdir)
+  metrics = training.train_and_evaluate(make_config(tiny_data_dir, **TINY_RUN), workdir)
   return TrainedRun(workdir, metrics)
 
 
@@ -133,7 +133,7 @@ def crash_after_checkpoint(monkeypatch, crash_step, config, workdir):
 
   monkeypatch.setattr(checkpoints, "save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    train.train_and_evaluate(config, workdir)
+    training.train_and_evaluate(config, workdir)
   monkeypatch.undo()
 
 

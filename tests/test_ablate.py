@@ -2,6 +2,7 @@
 
 import csv
 import importlib
+import json
 import pathlib
 import subprocess
 import sys
@@ -9,11 +10,11 @@ import sys
 import ml_collections
 import pytest
 
-import ablate
 import config_values
 import input_pipeline
 import models
-import summary
+import studies
+from models import accounting
 from tests.conftest import crash_after_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def make_study(config, variants) -> ml_collections.ConfigDict:
 )
 def test_bad_studies_are_refused_before_anything_runs(tiny_config, tmp_path, variants, message):
   with pytest.raises(ValueError, match=message):
-    ablate.run_study(make_study(tiny_config(), variants), tmp_path / "study")
+    studies.run_study(make_study(tiny_config(), variants), tmp_path / "study")
   assert not (tmp_path / "study").exists()
 
 
@@ -52,7 +53,7 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
     ("wide_f6", {"model.widths": "f6=200"}),
     ("diverges", {"optimizer.learning_rate": 1e7, "schedule.warmup_epochs": 0.0}),
   ]
-  rows = ablate.run_study(make_study(config, variants), tmp_path)
+  rows = studies.run_study(make_study(config, variants), tmp_path)
   by_name = {row["variant"]: row for row in rows}
   assert list(by_name) == ["baseline", "no_f6", "wide_f6", "diverges"]
   assert [by_name[n]["status"] for n in ("baseline", "no_f6", "wide_f6")] == ["ran"] * 3
@@ -64,7 +65,7 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
   for name, overrides in [("baseline", {})] + variants:
     variant_config = config_values.with_overrides(config, overrides)
     info = input_pipeline.check_dataset(variant_config)
-    expected = summary.summarize(
+    expected = accounting.summarize(
       models.create_model(variant_config.model, 10),
       input_pipeline.input_shape(variant_config, info),
       10,
@@ -88,7 +89,7 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
   # A second invocation trains nothing that finished; the failed variant is tried again.
   finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "no_f6").rglob("*")}
   capsys.readouterr()
-  again = {row["variant"]: row for row in ablate.run_study(make_study(config, variants), tmp_path)}
+  again = {row["variant"]: row for row in studies.run_study(make_study(config, variants), tmp_path)}
   assert [again[n]["status"] for n in ("baseline", "no_f6", "wide_f6")] == ["done earlier"] * 3
   assert again["diverges"]["status"].startswith("failed")
   assert {p: p.stat().st_mtime_ns for p in (tmp_path / "no_f6").rglob("*")} == finished
@@ -97,14 +98,40 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
 
 
 @pytest.mark.slow
+def test_a_changed_study_is_refused_or_rerun_never_reported_from_the_old_runs(
+  tiny_config, tmp_path
+):
+  variants = [("no_f6", {"model.remove": "f6"})]
+  short = tiny_config(num_train_steps=20, eval_every_steps=20, checkpoint_every_steps=20)
+  first = studies.run_study(make_study(short, variants), tmp_path)
+  assert [row["steps"] for row in first] == [20, 20]
+  longer = tiny_config(num_train_steps=30, eval_every_steps=30, checkpoint_every_steps=30)
+  before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+  with pytest.raises(ValueError, match=r"another config .*num_train_steps: 20 there, 30 now"):
+    studies.run_study(make_study(longer, variants), tmp_path)
+  assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+  second = studies.run_study(make_study(longer, variants), tmp_path, changed="rerun")
+  assert [row["status"] for row in second] == ["ran", "ran"]
+  assert [row["steps"] for row in second] == [30, 30]
+  for old, new in zip(first, second, strict=True):
+    assert old["config"] != new["config"]
+    kept = tmp_path / f"{old['variant']}.{old['config']}"  # the old run, kept and named
+    assert json.loads((kept / "results.json").read_text())["single"]["step"] == 20
+    assert (
+      json.loads((tmp_path / old["variant"] / "results.json").read_text())["single"]["step"] == 30
+    )
+
+
+@pytest.mark.slow
 def test_an_interrupted_variant_resumes_from_its_checkpoint(
   tiny_config, tmp_path, monkeypatch, capsys
 ):
   study = make_study(tiny_config(), [("no_f6", {"model.remove": "f6"})])
-  variant = ablate.read_study(study)[1]
+  variant = studies.read_study(study)[1]
   crash_after_checkpoint(monkeypatch, 20, variant.config, tmp_path / "no_f6")
   capsys.readouterr()
-  rows = ablate.run_study(study, tmp_path)
+  rows = studies.run_study(study, tmp_path)
   assert "resuming at step 20" in capsys.readouterr().out
   assert [row["status"] for row in rows] == ["ran", "ran"]
 
@@ -115,7 +142,7 @@ def test_an_interrupted_variant_resumes_from_its_checkpoint(
 def test_shipped_studies_build_every_variant(name):
   study = importlib.import_module(f"configs.studies.{name}").get_config()
   names = [variant for variant, _ in study.variants]
-  assert len(set(names)) == len(names) and ablate.BASELINE not in names
+  assert len(set(names)) == len(names) and studies.BASELINE not in names
   for _, overrides in study.variants:
     config = config_values.with_overrides(study.base, dict(overrides))
     entry = models.entry(config.model.name)
@@ -131,12 +158,12 @@ def test_zeiler_fergus_removals_drop_the_published_parameter_counts():
   params = {}
   for name, overrides in [("baseline", {})] + list(study.variants):
     config = config_values.with_overrides(study.base, dict(overrides))
-    params[name] = summary.summarize(models.create_model(config.model, 1000), (227, 227, 3), 1000)[
-      "total_params"
-    ]
+    params[name] = accounting.summarize(
+      models.create_model(config.model, 1000), (227, 227, 3), 1000
+    )["total_params"]
   dropped = {name: (params["baseline"] - p) / 1e6 for name, p in params.items()}
   # fc8 and conv5 take the wider inputs left to them, as in a re-built network.
-  assert dropped["no_fc7"] == pytest.approx(16.78, abs=0.01)  # spec §3: ≈16 M
+  assert dropped["no_fc7"] == pytest.approx(16.78, abs=0.01)  # Zeiler & Fergus §5.3: ≈16 M
   assert dropped["no_fc6_fc7"] == pytest.approx(49.41, abs=0.01)  # ≈50 M
   assert dropped["no_conv3_conv4"] == pytest.approx(2.51, abs=0.01)  # ≈1 M in their (ZF) net
 

@@ -13,8 +13,9 @@ import experiment
 import input_pipeline
 import models
 import parallel
+import records
 import schedules
-import train
+import training
 from configs import cifar_resnet
 from input_pipeline import augment, color_pca, preprocess
 from tests.conftest import make_config
@@ -119,6 +120,7 @@ def tiny_model_config():
   return ml_collections.ConfigDict({"name": "cifar_resnet20", "shortcut": "A"})
 
 
+@pytest.mark.slow
 def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
   config = make_config("", dataset__crop_size=24, eval__ten_crop=True)
   config.dataset.normalization = "none"
@@ -241,11 +243,11 @@ def test_mocked_imagenet_of_random_sizes_trains_and_evaluates_both_protocols(tmp
     data = input_pipeline.load_data(imagenet_like())
     images = np.concatenate(list(data.eval.all_images()))
     assert images.shape == (20, 36, 36, 3)  # random sizes → shorter side 40 → central 36×36
-    metrics = train.train_and_evaluate(imagenet_like(), tmp_path)
+    metrics = training.train_and_evaluate(imagenet_like(), tmp_path)
   assert set(metrics["protocols"]) == {"single", "ten_crop"}
   for protocol in ("single", "ten_crop"):
     assert metrics["protocols"][protocol]["num_examples"] == 20  # 3 batches of 7, one padded
-  results = train.reporting.read_metrics(tmp_path)
+  results = records.read_metrics(tmp_path)
   assert {"train", "eval", "eval_ten_crop"} <= set(results)
 
 
@@ -260,7 +262,7 @@ def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp
   np.testing.assert_array_equal(
     np.concatenate(list(first.train.all_images())), np.concatenate(list(second.train.all_images()))
   )
-  metrics = train.train_and_evaluate(config, tmp_path)
+  metrics = training.train_and_evaluate(config, tmp_path)
   assert metrics["protocols"]["ten_crop"]["num_examples"] == 9
 
 
@@ -283,14 +285,14 @@ def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp
 )
 def test_bad_data_configs_fail_before_anything_runs(tmp_path, overrides, message):
   with tfds.testing.mock_data(num_examples=4), pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(imagenet_like(**overrides), tmp_path / "run")
+    training.train_and_evaluate(imagenet_like(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
 def test_imagenet_without_its_manual_download_says_how_to_prepare_it(tmp_path):
   config = imagenet_like(dataset__data_dir=str(tmp_path))
   with pytest.raises(ValueError, match="'imagenet2012' is not prepared in .*--manual_dir="):
-    train.train_and_evaluate(config, tmp_path / "run")
+    training.train_and_evaluate(config, tmp_path / "run")
 
 
 def test_top5_needs_five_classes(tmp_path):
@@ -299,4 +301,4 @@ def test_top5_needs_five_classes(tmp_path):
   )
   config.dataset.synthetic.num_classes = 3
   with pytest.raises(ValueError, match="'synthetic' has 3 classes; top-5 error needs at least 5"):
-    train.train_and_evaluate(config, tmp_path / "run")
+    training.train_and_evaluate(config, tmp_path / "run")

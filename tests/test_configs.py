@@ -39,6 +39,7 @@ def load(spec: str):
   return module, (module.get_config(argument) if argument else module.get_config())
 
 
+@pytest.mark.smoke
 @pytest.mark.parametrize("spec", CONFIGS)
 def test_config_builds_its_model(spec):
   module, config = load(spec)
@@ -78,6 +79,7 @@ def test_unknown_parameterisation_is_a_clear_error():
     load("resnet.py:17")
 
 
+@pytest.mark.smoke
 def test_every_config_file_is_tested():
   files = {p.name for p in (REPO / "configs").glob("*.py")} - {
     "__init__.py",

@@ -32,6 +32,13 @@ SHAPES = [
 ]
 
 
+def grid(shapes: list[tuple]) -> list:
+  """The shapes, kernels of 5×5 and more in the slow tier (each compiles for seconds)."""
+  return [
+    shape if shape[1] < 5 else pytest.param(*shape, marks=pytest.mark.slow) for shape in shapes
+  ]
+
+
 def operands(input_shape, kernel, features, groups, seed=0):
   rng = np.random.default_rng(seed)
   x = rng.standard_normal(input_shape).astype(np.float32)
@@ -58,7 +65,7 @@ def shape_of(x, w, stride, padding, groups) -> conv.ConvShape:
   return conv.conv_shape(x, w, stride, pads, groups)
 
 
-@pytest.mark.parametrize("input_shape, kernel, features, stride, padding, groups", SHAPES)
+@pytest.mark.parametrize("input_shape, kernel, features, stride, padding, groups", grid(SHAPES))
 def test_every_formulation_equals_xla(input_shape, kernel, features, stride, padding, groups):
   x, w = operands(input_shape, kernel, features, groups)
   shape = shape_of(x, w, stride, padding, groups)
@@ -74,7 +81,9 @@ def test_every_formulation_equals_xla(input_shape, kernel, features, stride, pad
     assert_close(conv.WEIGHT_GRAD[name](x, g, shape), expected_dw)
 
 
-@pytest.mark.parametrize("input_shape, kernel, features, stride, padding, groups", SHAPES[::3])
+@pytest.mark.parametrize(
+  "input_shape, kernel, features, stride, padding, groups", grid(SHAPES[::3])
+)
 def test_cpu_route_value_and_gradients_equal_xla(
   input_shape, kernel, features, stride, padding, groups, monkeypatch
 ):
@@ -124,6 +133,7 @@ def test_conv_impl_is_a_config_field_checked_before_building():
     models.create_model(config.model, 10)
 
 
+@pytest.mark.slow
 def test_a_network_trains_to_the_same_gradients_with_either_route():
   """AlexNet-style grouped convolutions and a strided 1×1 projection, through the layer table."""
   grads = {}

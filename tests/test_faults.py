@@ -20,8 +20,8 @@ import pytest
 import checkpoints
 import cli
 import parallel
-import reporting
-import train
+import records
+import training
 import workdirs
 from input_pipeline import datasets
 from tests.conftest import run_script, snapshot
@@ -82,7 +82,7 @@ def test_bad_config_file_on_the_command_line_is_one_line_before_anything_runs(tm
 def test_empty_workdir_is_refused_and_nothing_is_written(tiny_config, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   with pytest.raises(ValueError, match="--workdir is empty"):
-    train.train_and_evaluate(tiny_config(), "")
+    training.train_and_evaluate(tiny_config(), "")
   assert list(tmp_path.iterdir()) == []
 
 
@@ -120,7 +120,7 @@ def test_unusable_workdir_is_refused_before_anything_is_written(
   make(tmp_path)
   before = snapshot(tmp_path)
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(), tmp_path / workdir)
+    training.train_and_evaluate(tiny_config(), tmp_path / workdir)
   assert snapshot(tmp_path) == before
 
 
@@ -131,7 +131,7 @@ def test_read_only_workdir_is_refused(tiny_config, tmp_path, monkeypatch):
     os, "access", lambda path, mode: False if str(path) == str(tmp_path) else access(path, mode)
   )
   with pytest.raises(ValueError, match=f"{tmp_path} is not writable"):
-    train.train_and_evaluate(tiny_config(), tmp_path / "run")
+    training.train_and_evaluate(tiny_config(), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -140,7 +140,7 @@ def test_garbage_config_json_is_named_and_kept(tiny_config, tmp_path, trained_ti
   (workdir / "config.json").write_text("{not json")
   before = snapshot(workdir)
   with pytest.raises(ValueError, match=r"config.json cannot be read as a config \(Expecting"):
-    train.train_and_evaluate(tiny_config(), workdir)
+    training.train_and_evaluate(tiny_config(), workdir)
   assert snapshot(workdir) == before
 
 
@@ -148,7 +148,7 @@ def test_a_second_run_on_a_workdir_in_use_is_refused(tiny_config, tmp_path):
   workdir = tmp_path / "run"
   workdir.mkdir()
   with workdirs.Lock(workdir), pytest.raises(ValueError, match="is in use by another run"):
-    train.train_and_evaluate(tiny_config(), workdir)
+    training.train_and_evaluate(tiny_config(), workdir)
   assert list(workdir.iterdir()) == []
   with workdirs.Lock(workdir):  # released: it can be taken again
     pass
@@ -203,7 +203,7 @@ def test_checkpoints_of_another_network_without_config_json_are_refused_and_unto
     ValueError,
     match=r"holds another network .*params.f6.bias: \(84,\) in the checkpoint, \(100,\) now",
   ):
-    train.train_and_evaluate(tiny_config(model__widths="f6=100"), workdir)
+    training.train_and_evaluate(tiny_config(model__widths="f6=100"), workdir)
   assert snapshot(workdir) == before
 
 
@@ -219,7 +219,7 @@ def test_a_failed_start_leaves_no_folder_behind(tiny_config, tmp_path, trained_t
     damage(source / "checkpoints" / step)
   before = snapshot(source)
   with pytest.raises(ValueError, match="no checkpoint in .* can be restored"):
-    train.train_and_evaluate(tiny_config(init_from=str(source)), tmp_path / "new" / "run")
+    training.train_and_evaluate(tiny_config(init_from=str(source)), tmp_path / "new" / "run")
   assert not (tmp_path / "new").exists()
   assert snapshot(source) == before  # another run's checkpoints are read, never moved
 
@@ -302,7 +302,7 @@ def test_disk_full_while_saving_keeps_earlier_checkpoints(tiny_data_dir, tmp_pat
 
 def test_first_ctrl_c_asks_to_stop_and_a_second_interrupts():
   before = signal.getsignal(signal.SIGINT)
-  with train.Preemption(every=1) as preemption:
+  with training.Preemption(every=1) as preemption:
     os.kill(os.getpid(), signal.SIGINT)
     time.sleep(0.1)
     assert preemption.requested(step=1)
@@ -360,7 +360,7 @@ def test_damaged_dataset_names_the_file_and_how_to_prepare_it_again(
   config = tiny_config()
   config.dataset.data_dir = damaged_copy(tiny_data_dir, tmp_path, how)
   with pytest.raises(ValueError, match=message) as error:
-    train.train_and_evaluate(config, tmp_path / "run")
+    training.train_and_evaluate(config, tmp_path / "run")
   assert "make data" in str(error.value)
   assert not (tmp_path / "run").exists()
 
@@ -376,12 +376,12 @@ def test_damaged_dataset_error_is_a_value_error_with_the_fix():
 
 
 def test_cut_metrics_row_and_garbage_results_do_not_fail_a_run(tmp_path):
-  (tmp_path / reporting.METRICS_FILE).write_text(
+  (tmp_path / records.METRICS_FILE).write_text(
     '{"split": "train", "step": 1, "loss": 2.0}\n{"split": "tr'
   )
-  assert reporting.read_metrics(tmp_path) == {"train": [{"split": "train", "step": 1, "loss": 2.0}]}
-  (tmp_path / reporting.RESULTS_FILE).write_text("garbage")
-  assert reporting.write_results(tmp_path, "single", {"top1_error": 9.0}) == {
+  assert records.read_metrics(tmp_path) == {"train": [{"split": "train", "step": 1, "loss": 2.0}]}
+  (tmp_path / records.RESULTS_FILE).write_text("garbage")
+  assert records.write_results(tmp_path, "single", {"top1_error": 9.0}) == {
     "single": {"top1_error": 9.0}
   }
   assert (tmp_path / "results.json.unreadable").read_text() == "garbage"
@@ -391,6 +391,7 @@ def test_cut_metrics_row_and_garbage_results_do_not_fail_a_run(tmp_path):
 # The one place errors are printed.
 
 
+@pytest.mark.slow
 def test_errors_are_one_line_unless_verbose(tmp_path, trained_tiny_run, tiny_data_dir):
   workdir = trained_tiny_run.copy(tmp_path / "run")
   (workdir / "config.json").write_text("{not json")

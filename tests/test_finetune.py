@@ -11,7 +11,7 @@ import experiment
 import finetune
 import input_pipeline
 import models
-import train
+import training
 from tests.conftest import make_config
 
 
@@ -29,7 +29,7 @@ def fresh_state(config, num_classes=10):
 @pytest.mark.slow
 def test_frozen_layers_stay_bit_identical_while_the_rest_trains(tiny_config, tmp_path):
   config = tiny_config(optimizer__frozen="c1,c3/kernel")
-  train.train_and_evaluate(config, tmp_path)
+  training.train_and_evaluate(config, tmp_path)
   before, after = fresh_state(config).params, saved_params(tmp_path, 40)
   np.testing.assert_array_equal(before["c1"]["kernel"], after["c1"]["kernel"])
   np.testing.assert_array_equal(before["c1"]["bias"], after["c1"]["bias"])
@@ -38,6 +38,7 @@ def test_frozen_layers_stay_bit_identical_while_the_rest_trains(tiny_config, tmp
   assert not np.array_equal(before["f6"]["kernel"], after["f6"]["kernel"])
 
 
+@pytest.mark.slow
 def test_multipliers_scale_each_groups_update():
   config = make_config(
     "",
@@ -82,7 +83,7 @@ def test_linear_probe_trains_the_head_alone():
 )
 def test_bad_fine_tuning_configs_are_refused(tiny_config, tmp_path, overrides, message):
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
+    training.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -102,13 +103,14 @@ def test_new_head_is_reinitialised_and_listed(tiny_config, trained_tiny_run):
   assert reports[0].endswith("re-initialised (new shape or init_reset): output")
 
 
+@pytest.mark.slow
 def test_networks_that_differ_beyond_shapes_are_an_error(tiny_config, tmp_path, trained_tiny_run):
   with pytest.raises(
     ValueError,
     match=r"differ in params beyond their shapes \(only here: none; "
     r"only there: f6/bias, f6/kernel\)",
   ):
-    train.train_and_evaluate(
+    training.train_and_evaluate(
       tiny_config(model__remove="f6", init_from=str(trained_tiny_run.workdir)), tmp_path / "target"
     )
 
@@ -116,7 +118,7 @@ def test_networks_that_differ_beyond_shapes_are_an_error(tiny_config, tmp_path, 
 @pytest.mark.slow
 def test_linear_probe_from_a_pretrained_run(tiny_config, tmp_path, capsys, trained_tiny_run):
   capsys.readouterr()
-  probe = train.train_and_evaluate(
+  probe = training.train_and_evaluate(
     tiny_config(init_from=str(trained_tiny_run.workdir), optimizer__linear_probe=True),
     tmp_path / "probe",
   )
@@ -153,4 +155,4 @@ def test_class_subsets_keep_and_relabel_their_examples(tiny_config):
 )
 def test_bad_class_subsets_are_refused(tiny_config, tmp_path, classes, message):
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(dataset__classes=classes), tmp_path / "run")
+    training.train_and_evaluate(tiny_config(dataset__classes=classes), tmp_path / "run")

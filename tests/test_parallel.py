@@ -22,11 +22,12 @@ import checkpoints
 import cli
 import experiment
 import parallel
-import reporting
+import records
 import schedules
-import train
+import training
 from input_pipeline import augment, color_pca
-from models.layers import Conv, ConvNet, Dense, Dropout
+from models.layers import Conv, Dense, Dropout
+from models.network import ConvNet
 from tests.conftest import crash_after_checkpoint, make_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -60,9 +61,9 @@ def test_one_and_eight_devices_train_to_the_same_state(tiny_config, tmp_path, ca
     eval_every_steps=12,
     checkpoint_every_steps=12,
   )
-  one = train.train_and_evaluate(config(1), tmp_path / "one")
+  one = training.train_and_evaluate(config(1), tmp_path / "one")
   assert "over 1 CPU devices" in capsys.readouterr().out
-  eight = train.train_and_evaluate(config(8), tmp_path / "eight")
+  eight = training.train_and_evaluate(config(8), tmp_path / "eight")
   assert "over 8 CPU devices" in capsys.readouterr().out
   assert_trees_close(saved_state(tmp_path / "one", 12), saved_state(tmp_path / "eight", 12), 1e-5)
   assert eight["top1_error"] == one["top1_error"]
@@ -99,7 +100,7 @@ def train_tiny_net(num_devices: int, axis_name: str | None, steps: int = 3) -> d
   devices = parallel.DataParallel(num_devices)
   step = devices.map(
     functools.partial(
-      train.train_step,
+      training.train_step,
       learning_rate_fn=lambda step: 0.1,
       preprocess=augment.make_train_preprocess(config, color_pca.IMAGENET),
     ),
@@ -111,6 +112,7 @@ def train_tiny_net(num_devices: int, axis_name: str | None, steps: int = 3) -> d
   return devices.unreplicate(state.params)
 
 
+@pytest.mark.slow
 def test_dropout_and_augmentation_draw_the_same_on_one_device_or_eight():
   one = train_tiny_net(1, parallel.AXIS)
   assert_trees_close(one, train_tiny_net(8, parallel.AXIS), 1e-5)
@@ -137,7 +139,7 @@ def test_impossible_device_splits_are_refused_before_anything_is_written(
   tiny_config, tmp_path, overrides, message
 ):
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
+    training.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -149,7 +151,7 @@ def test_workdir_of_an_incompatible_config_is_refused_and_kept(tiny_config, trai
     match=r"incompatible config \(batch_size: 32 in the workdir, "
     r"64 now; seed: 0 in the workdir, 3 now\)",
   ):
-    train.train_and_evaluate(tiny_config(batch_size=64, seed=3), tmp_path)
+    training.train_and_evaluate(tiny_config(batch_size=64, seed=3), tmp_path)
   assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 
@@ -185,21 +187,21 @@ def test_plateau_schedule_trains_logs_its_decisions_and_resumes_exactly(
     eval_every_steps=10,
     checkpoint_every_steps=10,
   )
-  straight = train.train_and_evaluate(config(), tmp_path / "straight")
+  straight = training.train_and_evaluate(config(), tmp_path / "straight")
   out = capsys.readouterr().out
   assert [line.split(":")[0] for line in out.splitlines() if "plateau:" in line] == [
     "step 20",
     "step 30",
     "step 40",
   ]
-  rows = reporting.read_metrics(tmp_path / "straight")
+  rows = records.read_metrics(tmp_path / "straight")
   assert [r["learning_rate_scale"] for r in rows["schedule"]] == pytest.approx(
     [1, 0.1, 0.01, 0.001]
   )
   assert [r["learning_rate"] for r in rows["train"]] == pytest.approx([0.05, 0.05, 0.005, 0.0005])
   assert float(saved_state(tmp_path / "straight", 40)["plateau"]["scale"]) == pytest.approx(0.001)
   crash_after_checkpoint(monkeypatch, 20, config(), tmp_path / "resumed")
-  assert train.train_and_evaluate(config(), tmp_path / "resumed") == straight
+  assert training.train_and_evaluate(config(), tmp_path / "resumed") == straight
   jax.tree.map(
     np.testing.assert_array_equal,
     saved_state(tmp_path / "straight", 40),
@@ -211,6 +213,7 @@ def test_plateau_schedule_trains_logs_its_decisions_and_resumes_exactly(
 # Divergence and damaged checkpoints.
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_naming_the_step_and_keeps_earlier_checkpoints(tiny_config, tmp_path):
   # Step 1 trains at learning rate 0 (warmup); the next ones at 1e6 blow up.
   config = tiny_config(
@@ -223,7 +226,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_earlier_checkpoints(tin
   with pytest.raises(
     FloatingPointError, match=r"training loss became (nan|inf) at step (\d+)"
   ) as error:
-    train.train_and_evaluate(config, tmp_path)
+    training.train_and_evaluate(config, tmp_path)
   bad_step = int(error.value.args[0].split("at step ")[1].split(";")[0])
   saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
   assert saved and max(saved) < bad_step
@@ -244,12 +247,12 @@ def damage(checkpoint: pathlib.Path) -> None:
 def test_damaged_newest_checkpoint_is_reported_set_aside_and_skipped(
   tiny_config, tmp_path, capsys, monkeypatch
 ):
-  straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
+  straight = training.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
   workdir = tmp_path / "damaged"
   crash_after_checkpoint(monkeypatch, 40, tiny_config(num_train_steps=60), workdir)
   damage(workdir / "checkpoints" / "40")
   capsys.readouterr()
-  resumed = train.train_and_evaluate(tiny_config(num_train_steps=60), workdir)
+  resumed = training.train_and_evaluate(tiny_config(num_train_steps=60), workdir)
   out = capsys.readouterr().out
   assert "warning: checkpoint of step 40 cannot be restored" in out
   assert "resuming at step 20" in out
@@ -258,6 +261,7 @@ def test_damaged_newest_checkpoint_is_reported_set_aside_and_skipped(
   assert sorted(os.listdir(workdir / "checkpoints")) == ["20", "40", "60"]
 
 
+@pytest.mark.slow
 def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(
   tiny_config, tmp_path, trained_tiny_run
 ):
@@ -267,13 +271,13 @@ def test_no_restorable_checkpoint_is_an_error_not_a_fresh_start(
   with pytest.raises(
     ValueError, match=r"no checkpoint in .* can be restored \(step 40: .*; step 20: "
   ):
-    train.train_and_evaluate(tiny_config(), tmp_path)
+    training.train_and_evaluate(tiny_config(), tmp_path)
   assert sorted(os.listdir(tmp_path / "unrestorable_checkpoints")) == ["20", "40"]
 
 
 @pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters_and_learns(tiny_config, tmp_path):
-  metrics = train.train_and_evaluate(tiny_config(model__dtype="bfloat16"), tmp_path)
+  metrics = training.train_and_evaluate(tiny_config(model__dtype="bfloat16"), tmp_path)
   params = saved_state(tmp_path, 40)["params"]
   assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {np.dtype("float32")}
   assert metrics["top1_error"] < 30.0  # chance is 90 %
@@ -418,7 +422,7 @@ def test_two_hosts_of_four_devices_train_like_one_host_of_eight(
   assert ours.split() == []
   # 600 steps apart from the in-process reduction order: float tolerance, not bits.
   assert_trees_close(uninterrupted, saved_state(tmp_path, STEPS), 1e-3)
-  train_rows = reporting.read_metrics(tmp_path)["train"]
+  train_rows = records.read_metrics(tmp_path)["train"]
   assert [r["step"] for r in train_rows] == list(range(EVERY, STEPS + 1, EVERY))
   with open(tmp_path / "metrics.jsonl") as lines:
     assert sum(1 for _ in lines) == len(train_rows) + 1  # written once, by process 0

@@ -12,11 +12,14 @@ import checkpoints
 import evaluation
 import experiment
 import input_pipeline
+import loop_events
 import models
 import parallel
-import reporting
+import records
 import schedules
-import train
+import training
+from configs import default
+from input_pipeline import augment
 from tests.conftest import TINY_TEST, crash_after_checkpoint, make_config, run_script
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -31,11 +34,11 @@ def test_short_run_on_real_fashion_mnist_learns(real_data_dir, tmp_path):
     checkpoint_every_steps=400,
     log_every_steps=50,
   )
-  metrics = train.train_and_evaluate(config, tmp_path)
+  metrics = training.train_and_evaluate(config, tmp_path)
   assert metrics["num_examples"] == 10_000
   assert metrics["top1_error"] < 20.0  # chance is 90 %
   assert metrics["top5_error"] < 2.0  # chance is 50 %
-  train_rows = reporting.read_metrics(tmp_path)["train"]
+  train_rows = records.read_metrics(tmp_path)["train"]
   assert len(train_rows) == 8
   assert train_rows[-1]["loss"] < 0.5 * train_rows[0]["loss"]
 
@@ -63,6 +66,30 @@ def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
     assert metrics["loss"] == pytest.approx(reference["loss"], rel=1e-5)
 
 
+@pytest.mark.smoke
+def test_one_lenet5_step_of_the_default_config_lowers_the_loss_on_its_batch():
+  config = default.get_config()
+  config.dataset.normalization = "none"  # no colour statistics needed
+  config.num_devices = 1
+  config.schedule.warmup_epochs = 0
+  model, learning_rate_fn, state = experiment.create_model_and_state(config, 10, (32, 32, 1), 6400)
+  data_parallel = parallel.DataParallel(1)
+  stats = augment.ColorStats(*(np.zeros(1),) * 3, np.zeros(1), np.eye(1))
+  step = training.create_train_step(config, model, learning_rate_fn, stats, data_parallel)
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 10, 32).astype(np.int32)
+  images = np.zeros((32, 32, 32, 1), np.uint8)
+  images[np.arange(32), 3 * labels, :, 0] = 255  # class c: a bright row at 3c
+  batch = data_parallel.shard({"image": images, "label": labels})
+  state = data_parallel.replicate(state)
+  losses = []
+  for _ in range(10):
+    state, metrics = step(state, batch)
+    losses.append(float(data_parallel.unreplicate(metrics)["loss"]))
+  assert int(data_parallel.unreplicate(state.step)) == 10
+  assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
+
+
 def test_topk_errors_on_hand_made_logits():
   logits = np.array(
     [[5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], [9, 9, 9, 9, 9, 0]], np.float32
@@ -88,7 +115,7 @@ def test_run_writes_results_curves_and_logs(trained_tiny_run):
   assert any(
     name.startswith("events.out.tfevents") for name in os.listdir(tmp_path / "tensorboard")
   )
-  rows = reporting.read_metrics(tmp_path)
+  rows = records.read_metrics(tmp_path)
   assert [r["step"] for r in rows["train"]] == [10, 20, 30, 40]
   assert [r["step"] for r in rows["eval"]] == [20, 40]
   assert all(r["images_per_second"] > 0 for r in rows["train"])
@@ -99,13 +126,13 @@ def test_run_writes_results_curves_and_logs(trained_tiny_run):
 def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
   tiny_config, tmp_path, capsys, monkeypatch
 ):
-  straight = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
+  straight = training.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "straight")
   crash_after_checkpoint(monkeypatch, 40, tiny_config(num_train_steps=60), tmp_path / "resumed")
   capsys.readouterr()
-  resumed = train.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
+  resumed = training.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
   assert "resuming at step 40" in capsys.readouterr().out
   assert resumed == straight  # same data order, same dropout keys: the same parameters
-  steps = [r["step"] for r in reporting.read_metrics(tmp_path / "resumed")["train"]]
+  steps = [r["step"] for r in records.read_metrics(tmp_path / "resumed")["train"]]
   assert steps == [10, 20, 30, 40, 50, 60]
   # The uninterrupted run's step-40 checkpoint was written while later steps reused (donated)
   # the state's buffers; it must hold exactly what the crashed run's waited-for save holds.
@@ -146,11 +173,11 @@ def test_learning_rate_schedules(tiny_config):
   assert float(lr(80)) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_timetable_logs_evaluates_and_checkpoints_every_n_steps_and_at_the_end():
+def test_loop_events_fall_every_n_steps_and_at_the_end():
   config = make_config("", log_every_steps=10, eval_every_steps=25, checkpoint_every_steps=20)
-  timetable = schedules.Timetable.from_config(config, last_step=47)
-  due = {step: timetable.due(step) for step in range(1, 48) if timetable.due(step)}
-  log, evaluate, save = schedules.LOG, schedules.EVALUATE, schedules.CHECKPOINT
+  events = loop_events.LoopEvents.from_config(config, last_step=47)
+  due = {step: events.due(step) for step in range(1, 48) if events.due(step)}
+  log, evaluate, save = loop_events.LOG, loop_events.EVALUATE, loop_events.CHECKPOINT
   assert due == {
     10: {log},
     20: {log, save},
@@ -159,7 +186,7 @@ def test_timetable_logs_evaluates_and_checkpoints_every_n_steps_and_at_the_end()
     40: {log, save},
     47: {log, evaluate, save},
   }
-  assert timetable.due(13, stopping=True) == {log, save}  # SIGTERM: log and save, no eval
+  assert events.due(13, stopping=True) == {log, save}  # SIGTERM: log and save, no eval
 
 
 def test_workdir_written_before_a_field_was_renamed_is_still_ours(tiny_config, tmp_path):
@@ -197,7 +224,7 @@ BAD_CONFIGS = [
   ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
   ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
   ({"schedule__name": "poly"}, "unknown schedule.name 'poly'"),
-  ({"dataset__pad": 0}, "model 'lenet5': the network cannot take input 28×28×1"),
+  ({"dataset__pad": 0}, "model 'lenet5': input 28×28×1 is too small for this network .*32×32"),
   ({"model__remove": "f7"}, "cannot remove 'f7': no such layer; valid names: c1, s2, c3"),
   ({"model__remove": "output"}, "cannot remove 'output': it produces the class scores"),
   ({"model__widths": "f6=abc"}, "bad model.widths entry 'f6=abc'"),
@@ -222,7 +249,7 @@ def test_bad_config_is_refused_before_anything_is_written(
   tiny_config, tmp_path, overrides, message
 ):
   with pytest.raises(ValueError, match=message):
-    train.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
+    training.train_and_evaluate(tiny_config(**overrides), tmp_path / "run")
   assert not (tmp_path / "run").exists()
 
 
@@ -230,14 +257,14 @@ def test_unprepared_dataset_is_refused(tiny_config, tmp_path):
   config = tiny_config()
   config.dataset.data_dir = str(tmp_path / "empty")
   with pytest.raises(ValueError, match="not prepared in .*make data"):
-    train.train_and_evaluate(config, tmp_path / "run")
+    training.train_and_evaluate(config, tmp_path / "run")
 
 
 def test_workdir_of_another_model_is_refused_and_kept(tiny_config, trained_tiny_run):
   tmp_path = trained_tiny_run.workdir
   before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
   with pytest.raises(ValueError, match="model.form: 'modern' in the workdir, 'classic' now"):
-    train.train_and_evaluate(tiny_config(model__form="classic"), tmp_path)
+    training.train_and_evaluate(tiny_config(model__form="classic"), tmp_path)
   assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 
@@ -303,9 +330,9 @@ def test_batch_norm_network_trains_evaluates_and_resumes(tiny_config, tmp_path, 
   config = lambda: tiny_config(
     model__name="cifar_resnet20", num_train_steps=30, eval_every_steps=10, checkpoint_every_steps=10
   )
-  straight = train.train_and_evaluate(config(), tmp_path / "straight")
+  straight = training.train_and_evaluate(config(), tmp_path / "straight")
   crash_after_checkpoint(monkeypatch, 20, config(), tmp_path / "resumed")
-  assert train.train_and_evaluate(config(), tmp_path / "resumed") == straight
+  assert training.train_and_evaluate(config(), tmp_path / "resumed") == straight
   restored = checkpoints.read(tmp_path / "straight", 30)
   stats = restored["batch_stats"]["conv1_bn"]
   assert float(np.abs(stats["mean"]).max()) > 0  # running statistics were updated and saved

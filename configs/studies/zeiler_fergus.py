@@ -1,4 +1,4 @@
-"""Zeiler & Fergus (2014) §5.3 on AlexNet: remove layers, resize the FC layers (spec §3).
+"""Zeiler & Fergus (2014) §5.3 on AlexNet: remove layers, resize the FC layers (docs/studies.md).
 
 Run (needs imagenet2012 prepared; for a quick look add --study.base.num_train_steps=N):
   .venv/bin/python ablate.py --study=configs/studies/zeiler_fergus.py \
