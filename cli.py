@@ -10,6 +10,7 @@ logs only with `--verbose` or CONVZOO_DEBUG=1), a signal stop its own status (13
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
@@ -61,23 +62,24 @@ def define_config_flag(name: str, help_text: str, required: bool = True) -> None
 
 
 def define_config_and_workdir() -> None:
-  """The flags of train.py and eval.py."""
+  """The flags of train.py: a config file and the workdir."""
   define_config_flag("config", "experiment config file (configs/*.py)")
   flags.DEFINE_string("workdir", None, "directory for checkpoints, metrics and results")
   flags.mark_flags_as_required(["workdir"])
 
 
 def define_workdir_and_its_config(help_text: str) -> None:
-  """--workdir=DIR (required) and --config: the run's own DIR/config.json, any field of which
-  --config.FIELD=VALUE overrides; fields added to configs/base.py since it was saved take their
-  defaults. Without a readable DIR/config.json, --config is the base config and the program's
-  `saved_config_path` check says why."""
+  """--workdir=DIR (required) and --config: the run's own config (`saved_config`), whose fields
+  --config.FIELD=VALUE overrides (`check_overrides` says which may change). Without a readable
+  DIR/config.json, --config is the base config and the program's `saved_config` says why."""
   config = base.get_config()
-  try:
-    saved = json.loads(saved_config_path(_value_of("workdir", sys.argv)).read_text())
-    config = ml_collections.ConfigDict(_merged(config.to_dict(), saved))
-  except (OSError, ValueError):
-    pass
+  with contextlib.suppress(ValueError):  # main() calls saved_config again to say why
+    config = ml_collections.ConfigDict(saved_config(_value_of("workdir", sys.argv)))
+  if _value_of("config", sys.argv):
+    sys.exit(
+      f"error: --config={_value_of('config', sys.argv)}: this program uses the run's own config "
+      "(DIR/config.json); change a field with --config.FIELD=VALUE"
+    )
   try:  # ml_collections applies --config.FIELD=VALUE from sys.argv here, at definition
     config_flags.DEFINE_config_dict("config", config, "the run's config, overridable")
   except OVERRIDE_ERRORS as error:
@@ -86,12 +88,37 @@ def define_workdir_and_its_config(help_text: str) -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
-def saved_config_path(workdir: str) -> pathlib.Path:
-  """DIR/config.json of a run; a ValueError if there is none."""
+def saved_config(workdir: str) -> dict:
+  """The config a run saved in DIR/config.json, fields added to configs/base.py since then at
+  their defaults; a ValueError naming the file if there is none or it cannot be read."""
   path = pathlib.Path(workdir, checkpoints.CONFIG_FILE)
   if not workdir or not path.is_file():
     raise ValueError(f"{path} not found; --workdir must be a training run's folder")
-  return path
+  try:
+    saved = json.loads(path.read_text())
+  except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    raise ValueError(
+      f"{path} cannot be read as a config ({error}); it records the config its run trained "
+      "with, which this program needs"
+    ) from None
+  return _merged(base.get_config().to_dict(), saved)
+
+
+def check_overrides(
+  config: ml_collections.ConfigDict, workdir: str, allowed: tuple[str, ...]
+) -> None:
+  """Raises a ValueError for a field `config` changes from the run's own outside `allowed`
+  (field names, or prefixes ending in ".")."""
+  saved = checkpoints.flatten(saved_config(workdir))
+  now = checkpoints.flatten(json.loads(config.to_json()))
+  for field in sorted(set(saved) | set(now)):
+    if saved.get(field) != now.get(field) and not any(
+      field == name or (name.endswith(".") and field.startswith(name)) for name in allowed
+    ):
+      raise ValueError(
+        f"--config.{field}={now.get(field)}: the run's {field} is {saved.get(field)!r}, and this "
+        f"program keeps it; what may change: {', '.join(allowed)}"
+      )
 
 
 def _value_of(name: str, argv: list[str]) -> str:

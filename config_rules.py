@@ -147,5 +147,18 @@ RESUME_FIELDS = SHAPE_FIELDS + (
   "optimizer.linear_probe",
   "schedule.name",
 )
+# What eval.py and visualize.py may change of the run they read: how and on what it is evaluated,
+# never what was trained (the network, its data's shapes, the preprocessing).
+EVALUATION_FIELDS = (
+  "eval_batch_size",
+  "eval.",
+  "dataset.eval_split",
+  "dataset.data_dir",
+  "dataset.num_workers",
+  "dataset.cache_gb",
+  "num_devices",
+  "distributed.",
+  "model.conv_impl",
+)
 # Fields renamed since a workdir's config.json may have been written: old name → new name.
 RENAMED_FIELDS = {"dataset.image_size": "dataset.crop_size"}

@@ -1,18 +1,27 @@
-"""Evaluates the newest checkpoint of a workdir on the config's eval split.
+"""Evaluates the newest checkpoint of a training run with the run's own config.
 
-  .venv/bin/python eval.py --config=configs/default.py --workdir=DIR [--config.FIELD=VALUE ...]
+  .venv/bin/python eval.py --workdir=DIR [--config.eval.ten_crop=True] [--config.FIELD=VALUE ...]
 
-Prints top-1 and top-5 error (single crop, and ten-crop with `eval.ten_crop`) and writes them
-into DIR/results.json. The work is done by evaluation.evaluate_workdir.
+Reads DIR/config.json, so a fine-tuned, subset or resumed run evaluates with --workdir alone;
+--config.FIELD=VALUE changes only how it is evaluated (config_rules.EVALUATION_FIELDS: batch
+size, crop protocol, split, data folder, devices). Prints top-1 and top-5 error (single crop, and
+ten-crop with `eval.ten_crop`) and writes them into DIR/results.json. The work is done by
+evaluation.evaluate_workdir.
 """
 
+from absl import flags
+
 import cli
+import config_rules
 import evaluation
 
+
+def main() -> str:
+  cli.check_overrides(FLAGS.config, FLAGS.workdir, config_rules.EVALUATION_FIELDS)
+  return evaluation.results_lines(evaluation.evaluate_workdir(FLAGS.config, FLAGS.workdir))
+
+
 if __name__ == "__main__":
-  cli.define_config_and_workdir()
-  cli.run(
-    lambda: evaluation.results_lines(
-      evaluation.evaluate_workdir(cli.FLAGS.config, cli.FLAGS.workdir)
-    )
-  )
+  cli.define_workdir_and_its_config("a training run's folder (its config.json is the config)")
+  FLAGS = flags.FLAGS
+  cli.run(main)

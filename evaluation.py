@@ -39,15 +39,18 @@ def cross_entropy_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
 def classification_counts(
   logits: jax.Array, labels: jax.Array, mask: jax.Array
 ) -> dict[str, jax.Array]:
-  """Summed loss, top-1 and top-5 errors and example count over the unmasked examples."""
-  top_k = jax.lax.top_k(logits, TOP_K)[1]
+  """Summed loss, top-1 and top-5 errors and example count over the unmasked examples; no
+  top-5 count for fewer than 5 classes, where every class is in the top 5."""
+  top_k = jax.lax.top_k(logits, min(TOP_K, logits.shape[-1]))[1]
   in_top_k = top_k == labels[:, None]
-  return {
+  counts = {
     "loss": jnp.sum(cross_entropy_loss(logits, labels) * mask),
     "top1_errors": jnp.sum((~in_top_k[:, 0]) * mask),
-    "top5_errors": jnp.sum((~in_top_k.any(axis=1)) * mask),
     "count": jnp.sum(mask),
   }
+  if top_k.shape[1] == TOP_K:
+    counts["top5_errors"] = jnp.sum((~in_top_k.any(axis=1)) * mask)
+  return counts
 
 
 def eval_step(
@@ -77,7 +80,8 @@ def evaluate(
   mapped_eval_step: Callable,
   data_parallel: parallel.DataParallel,
 ) -> dict[str, float]:
-  """Top-1/top-5 error (%), mean loss and example count over every batch, each example once."""
+  """Top-1/top-5 error (%), mean loss and example count over every batch, each example once;
+  top-5 error None for fewer than 5 classes."""
   totals = None
   for batch in batches:
     counts = mapped_eval_step(state, data_parallel.shard(batch))
@@ -86,7 +90,7 @@ def evaluate(
   count = float(totals["count"])
   return {
     "top1_error": 100.0 * float(totals["top1_errors"]) / count,
-    "top5_error": 100.0 * float(totals["top5_errors"]) / count,
+    "top5_error": 100.0 * float(totals["top5_errors"]) / count if "top5_errors" in totals else None,
     "loss": float(totals["loss"]) / count,
     "num_examples": int(round(count)),
   }
@@ -118,6 +122,8 @@ def evaluate_protocols(
   data_parallel: parallel.DataParallel,
 ) -> dict[str, dict[str, float]]:
   """Metrics of every protocol over the whole eval split (replicated `state`)."""
+  if "ten_crop" in eval_steps:  # ten times the work of the single crop: say so before it
+    parallel.announce(f"evaluating {len(data.eval)} images × 10 crops …")
   return {
     protocol: evaluate(
       state,
@@ -143,13 +149,13 @@ def evaluate_and_record(
   results = evaluate_protocols(state, data, config, eval_steps, data_parallel)
   for protocol, metrics in results.items():
     split = "eval" if protocol == "single" else f"eval_{protocol}"
-    writer.write(step, split, {k: metrics[k] for k in ("loss", "top1_error", "top5_error")})
+    scalars = {k: metrics[k] for k in ("loss", "top1_error", "top5_error")}
+    writer.write(step, split, {k: v for k, v in scalars.items() if v is not None})
     if parallel.is_lead_process():
       records.write_results(workdir, protocol, {**metrics, "step": step})
     parallel.announce(
-      f"eval ({protocol}) at step {step}: top-1 error {metrics['top1_error']:.2f}% | "
-      f"top-5 error {metrics['top5_error']:.2f}% | loss {metrics['loss']:.4f} | "
-      f"{metrics['num_examples']} examples"
+      f"eval ({protocol}) at step {step}: {errors_text(metrics, ' | ')} | "
+      f"loss {metrics['loss']:.4f} | {metrics['num_examples']} examples"
     )
   return {**results["single"], "protocols": results}
 
@@ -186,10 +192,17 @@ def evaluate_workdir(
   return results
 
 
+def errors_text(metrics: dict[str, Any], separator: str) -> str:
+  """ "top-1 error 9.38%<separator>top-5 error 0.11%" (top-5: "not defined" under 5 classes)."""
+  top5 = metrics["top5_error"]
+  top5 = f"{top5:.2f}%" if top5 is not None else f"not defined (fewer than {TOP_K} classes)"
+  return f"top-1 error {metrics['top1_error']:.2f}%{separator}top-5 error {top5}"
+
+
 def results_lines(results: dict[str, dict[str, Any]]) -> str:
   """One line per crop protocol: what eval.py prints."""
   return "\n".join(
-    f"step {m['step']}, {protocol}: top-1 error {m['top1_error']:.2f}% | top-5 error "
-    f"{m['top5_error']:.2f}% | loss {m['loss']:.4f} ({m['num_examples']} examples)"
+    f"step {m['step']}, {protocol}: {errors_text(m, ' | ')} | loss {m['loss']:.4f} "
+    f"({m['num_examples']} examples)"
     for protocol, m in results.items()
   )

@@ -24,11 +24,19 @@ TENSORBOARD = "tensorboard"  # the folder of the event files
 
 class MetricsWriter:
   """Writes scalars as TensorBoard events (`DIR/tensorboard`) and JSON lines
-  (`DIR/metrics.jsonl`); each line also says `seconds_so_far`, since this process `started`
-  (`time.perf_counter()`; default: now), compile and loading included."""
+  (`DIR/metrics.jsonl`); each line also says `seconds_so_far`: the run's time, compile and
+  loading included, since this process `started` (`time.perf_counter()`; default: now) plus,
+  for a resumed run, what its rows up to `start_step` had counted."""
 
   def __init__(self, workdir: pathlib.Path, start_step: int = 0, started: float | None = None):
     self._started = time.perf_counter() if started is None else started
+    earlier = [
+      row["seconds_so_far"]
+      for rows in read_metrics(workdir).values()
+      for row in rows
+      if row["step"] <= start_step and isinstance(row.get("seconds_so_far"), (int, float))
+    ]
+    self._started -= max(earlier, default=0.0) if start_step else 0.0
     # purge_step hides events a killed run wrote after its last checkpoint.
     self._tensorboard = tensorboardX.SummaryWriter(
       str(workdir / TENSORBOARD), purge_step=start_step or None

@@ -20,6 +20,7 @@ from flax import struct
 import config_values
 
 SCHEDULES = ("constant", "cosine", "step", "plateau")
+MAX_WARMUP_FRACTION = 0.1  # warmup takes at most this share of a run's steps
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -44,13 +45,16 @@ def total_steps(config: ml_collections.ConfigDict, num_train_examples: int) -> i
 def create_learning_rate_fn(
   config: ml_collections.ConfigDict, num_train_examples: int
 ) -> optax.Schedule:
-  """Linear warmup, then the configured schedule (constant, cosine to zero, or step decay).
+  """Linear warmup (at most MAX_WARMUP_FRACTION of the run), then the configured schedule
+  (constant, cosine to zero, or step decay).
 
   "plateau" follows the constant schedule here; its divisions scale the updates (`Plateau`).
   """
   epoch = steps_per_epoch(config, num_train_examples)
   base, total = config.optimizer.learning_rate, total_steps(config, num_train_examples)
-  warmup = min(int(config.schedule.warmup_epochs * epoch), total - 1)
+  # A short run (a study's variant, a fine-tune) would otherwise spend itself warming up: a
+  # 150-step run with half an epoch of warmup ended at 0.84 of its peak rate, never decayed.
+  warmup = min(int(config.schedule.warmup_epochs * epoch), int(MAX_WARMUP_FRACTION * total))
   if config.schedule.name == "cosine":
     return optax.warmup_cosine_decay_schedule(0.0, base, warmup, max(total, warmup + 1))
   if config.schedule.name == "step":

@@ -41,7 +41,8 @@ from evaluation import cross_entropy_loss
 from experiment import TrainState
 from input_pipeline import augment
 
-TRAIN_METRICS = ("loss", "top1_error", "learning_rate")  # in the order progress shows them
+# Averaged over the steps since the last log; the learning rate is the one the logged step used.
+TRAIN_METRICS = ("loss", "top1_error")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -251,6 +252,8 @@ def train_loop(
   progress = records.Progress(start_step, num_steps, config.batch_size)
   pending: list[tuple[int, dict[str, jax.Array]]] = []
   final_metrics = None
+  if start_step < num_steps:  # the first step compiles: seconds for LeNet-5, minutes for VGG
+    parallel.announce(f"compiling the train step of {config.model.name} …")
   try:
     for step in range(start_step + 1, num_steps + 1):
       state, metrics = mapped_train_step(state, next(batches))
@@ -314,6 +317,7 @@ def log_train_metrics(
   """Averages the metrics of the steps since the last log, prints progress, writes them."""
   values = check_finite(pending, data_parallel)
   summary = {name: float(np.mean([v[name] for v in values])) for name in TRAIN_METRICS}
+  summary["learning_rate"] = float(values[-1]["learning_rate"])
   parallel.announce(progress.line(pending[-1][0], summary))
   writer.write(
     pending[-1][0], "train", {**summary, "images_per_second": progress.images_per_second}
@@ -336,7 +340,4 @@ def check_finite(
 
 def results_line(metrics: dict[str, Any]) -> str:
   """The final evaluation as the one line train.py prints."""
-  return (
-    f"test top-1 error {metrics['top1_error']:.2f}% | top-5 error "
-    f"{metrics['top5_error']:.2f}% ({metrics['num_examples']} examples)"
-  )
+  return f"test {evaluation.errors_text(metrics, ' | ')} ({metrics['num_examples']} examples)"

@@ -5,8 +5,9 @@ and the randomisation sanity check.
   .venv/bin/python visualize.py --workdir=DIR [--config.FIELD=VALUE ...] \\
       [--only=occlusion,saliency] [--layer=c3] [--images=16]
 
-Restores DIR's newest checkpoint and the run's config (DIR/config.json; --config.FIELD
-overrides any field, visualize.* holds each technique's settings) and writes DIR/visualizations/:
+Restores DIR's newest checkpoint and the run's config (DIR/config.json; --config.FIELD=VALUE
+changes visualize.*, each technique's settings, and how the run is evaluated:
+config_rules.EVALUATION_FIELDS) and writes DIR/visualizations/:
 a PNG and the arrays (.npz) per technique, and index.html showing them all with their settings.
 Nothing else in DIR changes. The work is done by visualization/suite.py.
 """
@@ -14,12 +15,13 @@ Nothing else in DIR changes. The work is done by visualization/suite.py.
 from absl import flags
 
 import cli
+import config_rules
 import config_values
 from visualization import suite
 
 
 def main() -> str:
-  cli.saved_config_path(FLAGS.workdir)
+  cli.check_overrides(FLAGS.config, FLAGS.workdir, (*config_rules.EVALUATION_FIELDS, "visualize."))
   shortcuts = {"only": FLAGS.only, "layer": FLAGS.layer, "images": FLAGS.images}
   overrides = {f"visualize.{k}": v for k, v in shortcuts.items() if v is not None}
   return suite.run(config_values.with_overrides(FLAGS.config, overrides), FLAGS.workdir)

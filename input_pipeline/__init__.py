@@ -82,7 +82,14 @@ def check_dataset(config: Any) -> datasets.DatasetInfo:
     info = dataclasses.replace(info, num_classes=len(classes), classes=classes)
   for split in (dataset.train_split, dataset.eval_split):
     datasets.check_split(info, split)
-  input_shape(config, info)
+  crop = input_shape(config, info)
+  stored = preprocess.stored_shape(dataset, info.image_shape)
+  if config.eval.ten_crop and crop[:2] == stored[:2]:
+    raise ValueError(
+      f"eval.ten_crop: the crop ({crop[0]}×{crop[1]}) is the whole stored image, so its ten crops "
+      "would be one image five times and its mirror five times; set dataset.crop_size below "
+      f"{min(stored[:2])} or leave eval.ten_crop off"
+    )
   config_values.check_choice("dataset.normalization", dataset.normalization, augment.NORMALIZATIONS)
   stats_path(config)
   return info

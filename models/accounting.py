@@ -20,7 +20,7 @@ from typing import Any
 import jax
 
 import models
-from models.layers import layer_of_parameter
+from models.layers import AuxHead, layer_of_parameter
 from models.network import ConvNet
 
 BYTES_PER_ELEMENT = 4
@@ -81,8 +81,11 @@ def summarize(model: ConvNet, input_shape: tuple[int, ...], num_classes: int) ->
     )
     if not layer.branches_off:
       in_shape = out_shape
+  auxiliary = [l.name for l in model.layers if isinstance(l, AuxHead)]
   return {
     "total_params": sum(r.params for r in rows),
+    # Auxiliary classifiers (GoogLeNet's) count in the total; they are dropped at inference.
+    "auxiliary_params": sum(r.params for r in rows if r.name in auxiliary),
     "total_flops": sum(r.flops for r in rows),
     "layers": [dataclasses.asdict(r) for r in rows],
   }
@@ -103,6 +106,11 @@ def format_table(summary: dict[str, Any], title: str) -> str:
     f"{'total':<18} {'':>16} {summary['total_params']:>13,} {summary['total_flops']:>16,} "
     f"{total_bytes / 1e6:>10.2f}MB",
   ]
+  if summary["auxiliary_params"]:
+    lines.append(
+      f"the total includes the auxiliary classifiers' {summary['auxiliary_params']:,} parameters "
+      f"(training only): {summary['total_params'] - summary['auxiliary_params']:,} without them"
+    )
   return "\n".join(lines)
 
 

@@ -90,6 +90,16 @@ def unregister(*names: str) -> None:
     REGISTRY.pop(name, None)
 
 
+# The names torchvision and timm give the same networks, as people type them.
+ALIASES = {"vgg11": "vgg_a", "vgg13": "vgg_b", "vgg16": "vgg_d", "vgg19": "vgg_e"}
+
+
 def entry(name: str) -> ModelEntry:
-  """The registered network `name`, or an error listing the known names."""
+  """The registered network `name` (or its torchvision name), or an error listing the known
+  names."""
+  name = ALIASES.get(name, name)
+  if name not in REGISTRY:
+    batch_norm = ALIASES.get(name.removesuffix("_bn"))
+    if batch_norm and name.endswith("_bn"):  # torchvision's vgg16_bn: a VGG with batch norm
+      raise ValueError(f"unknown model {name!r}; it is {batch_norm} with model.norm=batch")
   return config_values.choose("model", name, REGISTRY)

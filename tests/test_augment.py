@@ -295,10 +295,11 @@ def test_imagenet_without_its_manual_download_says_how_to_prepare_it(tmp_path):
     training.train_and_evaluate(config, tmp_path / "run")
 
 
-def test_top5_needs_five_classes(tmp_path):
+def test_one_class_is_refused(tmp_path):
   config = imagenet_like(
     dataset__name="synthetic", dataset__train_split="train", dataset__eval_split="test"
   )
-  config.dataset.synthetic.num_classes = 3
-  with pytest.raises(ValueError, match="'synthetic' has 3 classes; top-5 error needs at least 5"):
+  config.dataset.synthetic.num_classes = 1
+  with pytest.raises(ValueError, match="'synthetic' has 1 class; classifying needs 2"):
     training.train_and_evaluate(config, tmp_path / "run")
+  assert not (tmp_path / "run").exists()

@@ -395,7 +395,7 @@ def test_cut_metrics_row_and_garbage_results_do_not_fail_a_run(tmp_path):
 def test_errors_are_one_line_unless_verbose(tmp_path, trained_tiny_run, tiny_data_dir):
   workdir = trained_tiny_run.copy(tmp_path / "run")
   (workdir / "config.json").write_text("{not json")
-  args = ("eval.py", "--config=configs/default.py", f"--workdir={workdir}")
+  args = ("eval.py", f"--workdir={workdir}")
   args += (f"--config.dataset.data_dir={tiny_data_dir}",)
   assert_one_error_line(run_script(*args), f"{workdir}/config.json cannot be read as a config")
   for verbose in (run_script(*args, "--verbose"), run_script(*args, env={cli.DEBUG_ENV: "1"})):

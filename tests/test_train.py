@@ -5,6 +5,7 @@ import os
 import pathlib
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -20,7 +21,7 @@ import schedules
 import training
 from configs import default
 from input_pipeline import augment
-from tests.conftest import TINY_TEST, crash_after_checkpoint, make_config, run_script
+from tests.conftest import TINY_TEST, TINY_TRAIN, crash_after_checkpoint, make_config, run_script
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,18 @@ def test_one_lenet5_step_of_the_default_config_lowers_the_loss_on_its_batch():
   assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
 
 
+@pytest.mark.slow
+def test_a_subset_of_three_classes_trains_and_reports_top1_alone(tiny_config, tmp_path):
+  metrics = training.train_and_evaluate(tiny_config(dataset__classes="5,7,9"), tmp_path)
+  assert metrics["top5_error"] is None and 0 <= metrics["top1_error"] < 100
+  assert json.loads((tmp_path / "results.json").read_text())["single"]["top5_error"] is None
+  assert "top-5 error not defined (fewer than 5 classes)" in training.results_line(metrics)
+  counts = evaluation.classification_counts(
+    jnp.asarray([[0.0, 2.0, 1.0], [3.0, 0.0, 1.0]]), jnp.asarray([2, 0]), jnp.ones(2)
+  )
+  assert "top5_errors" not in counts and float(counts["top1_errors"]) == 1
+
+
 def test_topk_errors_on_hand_made_logits():
   logits = np.array(
     [[5, 4, 3, 2, 1, 0], [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 5], [9, 9, 9, 9, 9, 0]], np.float32
@@ -132,13 +145,59 @@ def test_resume_continues_from_the_saved_step_and_matches_an_uninterrupted_run(
   resumed = training.train_and_evaluate(tiny_config(num_train_steps=60), tmp_path / "resumed")
   assert "resuming at step 40" in capsys.readouterr().out
   assert resumed == straight  # same data order, same dropout keys: the same parameters
-  steps = [r["step"] for r in records.read_metrics(tmp_path / "resumed")["train"]]
-  assert steps == [10, 20, 30, 40, 50, 60]
+  rows = records.read_metrics(tmp_path / "resumed")["train"]
+  assert [r["step"] for r in rows] == [10, 20, 30, 40, 50, 60]
+  seconds = [r["seconds_so_far"] for r in rows]  # the run's time goes on across the resume
+  assert seconds == sorted(seconds) and seconds[4] > seconds[3] > 0
   # The uninterrupted run's step-40 checkpoint was written while later steps reused (donated)
   # the state's buffers; it must hold exactly what the crashed run's waited-for save holds.
   written_while_training = checkpoints.read(tmp_path / "straight", 40)
   written_then_crashed = checkpoints.read(tmp_path / "resumed", 40)
   jax.tree.map(np.testing.assert_array_equal, written_while_training, written_then_crashed)
+
+
+def test_the_logged_learning_rate_is_the_one_the_logged_step_used(tiny_config, trained_tiny_run):
+  learning_rate = schedules.create_learning_rate_fn(tiny_config(), TINY_TRAIN)
+  rows = records.read_metrics(trained_tiny_run.workdir)["train"]
+  logged = [row["learning_rate"] for row in rows]
+  assert logged == pytest.approx([float(learning_rate(row["step"] - 1)) for row in rows])
+
+
+@pytest.mark.slow
+def test_eval_of_a_workdir_alone_repeats_what_training_reported(
+  tiny_config, tmp_path, trained_tiny_run
+):
+  short = {"num_train_steps": 20, "eval_every_steps": 20, "checkpoint_every_steps": 20}
+  fine_tuned = tiny_config(  # a new 3-class head, frozen and slowed layers
+    **short,
+    init_from=str(trained_tiny_run.workdir),
+    dataset__classes="5,7,9",
+    optimizer__frozen="c1",
+    optimizer__lr_multipliers="f6=0.5",
+  )
+  training.train_and_evaluate(fine_tuned, tmp_path / "fine_tuned")
+  training.train_and_evaluate(tiny_config(**short), tmp_path / "resumed")
+  resumed = tiny_config(num_train_steps=30, eval_every_steps=30, checkpoint_every_steps=30)
+  training.train_and_evaluate(resumed, tmp_path / "resumed")  # on from step 20
+  runs = {
+    "default": trained_tiny_run.copy(tmp_path / "default"),
+    "fine_tuned": tmp_path / "fine_tuned",
+    "resumed": tmp_path / "resumed",
+  }
+  for name, workdir in runs.items():
+    trained = json.loads((workdir / "results.json").read_text())["single"]
+    result = run_script("eval.py", f"--workdir={workdir}")
+    assert result.returncode == 0, (name, result.stderr)
+    evaluated = json.loads((workdir / "results.json").read_text())["single"]
+    assert evaluated == trained, name
+  assert trained["step"] == 30 and evaluated["top5_error"] is not None
+  fine = json.loads((runs["fine_tuned"] / "results.json").read_text())["single"]
+  assert fine["top5_error"] is None  # 3 classes: top-1 alone
+
+  refused = run_script("eval.py", f"--workdir={runs['default']}", "--config.model.activation=tanh")
+  assert refused.returncode == 1
+  assert refused.stderr.startswith("error: --config.model.activation=tanh: the run's ")
+  assert "what may change: eval_batch_size, eval." in refused.stderr
 
 
 def test_eval_restores_the_newest_checkpoint(tiny_config, tmp_path, trained_tiny_run):
@@ -171,6 +230,18 @@ def test_learning_rate_schedules(tiny_config):
   assert float(lr(8)) == pytest.approx(0.05)
   assert float(lr(44)) == pytest.approx(0.025)
   assert float(lr(80)) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_short_run_warms_up_for_a_tenth_of_it_and_ends_decayed():
+  config = default.get_config()  # warmup half an epoch: 234 steps of 128 on 60,000 images
+  config.num_train_steps = 150
+  lr = schedules.create_learning_rate_fn(config, 60_000)
+  peak = config.optimizer.learning_rate
+  assert float(lr(15)) == pytest.approx(peak)  # warmed up after 10 % of the run
+  assert float(lr(7)) < peak and float(lr(149)) < 0.001 * peak
+  config.num_train_steps = -1  # the default run: 5,616 steps, its warmup unchanged
+  lr = schedules.create_learning_rate_fn(config, 60_000)
+  assert float(lr(233)) < peak == pytest.approx(float(lr(234)))
 
 
 def test_loop_events_fall_every_n_steps_and_at_the_end():
@@ -224,6 +295,7 @@ BAD_CONFIGS = [
   ({"model__form": "cnn"}, "unknown LeNet-5 form 'cnn'"),
   ({"model__dtype": "float16"}, "unknown model.dtype 'float16'"),
   ({"schedule__name": "poly"}, "unknown schedule.name 'poly'"),
+  ({"eval__ten_crop": True}, r"eval.ten_crop: the crop \(32×32\) is the whole stored image"),
   ({"dataset__pad": 0}, "model 'lenet5': input 28×28×1 is too small for this network .*32×32"),
   ({"model__remove": "f7"}, "cannot remove 'f7': no such layer; valid names: c1, s2, c3"),
   ({"model__remove": "output"}, "cannot remove 'output': it produces the class scores"),
@@ -289,14 +361,7 @@ def test_command_line_overrides_reach_the_run(tiny_data_dir, tmp_path):
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["16", "8"]
   saved = json.loads((tmp_path / "run" / "config.json").read_text())
   assert saved["model"]["form"] == "classic" and saved["batch_size"] == 32
-  result = run_script(
-    str(REPO / "eval.py"),
-    f"--config={REPO}/configs/default.py",
-    "--workdir=run",
-    f"--config.dataset.data_dir={tiny_data_dir}",
-    "--config.model.form=classic",
-    cwd=tmp_path,
-  )
+  result = run_script(str(REPO / "eval.py"), "--workdir=run", cwd=tmp_path)
   assert result.returncode == 0, result.stderr
   assert (
     "step 16, single: top-1 error" in result.stdout and f"({TINY_TEST} examples" in result.stdout
