@@ -163,3 +163,12 @@ def test_importing_the_programs_defines_no_flags_and_changes_no_global_state():
     [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120
   )
   assert result.returncode == 0, result.stderr
+
+
+def test_torchvision_names_are_aliases():
+  assert models.entry("vgg16") is models.entry("vgg_d")
+  assert models.entry("vgg11") is models.entry("vgg_a")
+  with pytest.raises(
+    ValueError, match="unknown model 'vgg16_bn'; it is vgg_d with model.norm=batch"
+  ):
+    models.entry("vgg16_bn")

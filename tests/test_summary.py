@@ -100,7 +100,8 @@ def test_command_line_json_and_csv():
   result = run_summary("--model=lenet5", "--format=json")
   assert result.returncode == 0, result.stderr
   data = json.loads(result.stdout)
-  assert set(data) == {"total_params", "total_flops", "layers"}
+  assert set(data) == {"total_params", "total_flops", "auxiliary_params", "layers"}
+  assert data["auxiliary_params"] == 0
   assert data["total_params"] == 61_706 and data["total_flops"] == 422_824
   assert set(data["layers"][0]) == {"name", "output_shape", "params", "flops", "activation_bytes"}
   result = run_summary("--config=configs/alexnet.py", "--config.model.remove=fc7", "--format=csv")
@@ -122,6 +123,8 @@ def test_command_line_table_and_errors():
   assert result.returncode == 0, result.stderr
   assert "resnet50: input 224×224×3, 1000 classes" in result.stdout
   assert "25,557,032" in result.stdout.splitlines()[-1]
+  result = run_summary("--model=googlenet")  # the total says it holds the auxiliary heads
+  assert "auxiliary classifiers' 6,379,728 parameters (training only): 6,998,552" in result.stdout
   result = run_summary("--model=vgg17")
   assert result.returncode != 0 and "error: unknown model 'vgg17'" in result.stderr
   result = run_summary("--model=alexnet", "--input_size=32")
