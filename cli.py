@@ -109,7 +109,7 @@ def check_overrides(
 ) -> None:
   """Raises a ValueError for a field `config` changes from the run's own outside `allowed`
   (field names, or prefixes ending in ".")."""
-  saved = checkpoints.flatten(saved_config(workdir))
+  saved = checkpoints.flatten(json.loads(json.dumps(saved_config(workdir))))  # tuples as lists
   now = checkpoints.flatten(json.loads(config.to_json()))
   for field in sorted(set(saved) | set(now)):
     if saved.get(field) != now.get(field) and not any(
