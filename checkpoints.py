@@ -37,13 +37,30 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def select_fields(
-  config: ml_collections.ConfigDict | dict, fields: tuple[str, ...]
+  config: ml_collections.ConfigDict | dict, fields: tuple[str, ...] | None = None
 ) -> dict[str, Any]:
-  """The given fields (and their sub-fields) of a config, flattened to dotted names (lists as
-  lists, as in JSON); fields saved under an old name are reported under the new one."""
-  values = flatten(json.loads(config.to_json()) if hasattr(config, "to_json") else config)
+  """The given fields (and their sub-fields; None: all) of a config, flattened to dotted names
+  (tuples as lists, as in JSON); fields saved under an old name are reported under the new one."""
+  text = config.to_json() if hasattr(config, "to_json") else json.dumps(config)
+  values = flatten(json.loads(text))
   values = {config_rules.RENAMED_FIELDS.get(k, k): v for k, v in values.items()}
+  if fields is None:
+    return values
   return {k: v for k, v in values.items() if any(k == f or k.startswith(f + ".") for f in fields)}
+
+
+def config_differences(
+  saved: ml_collections.ConfigDict | dict,
+  current: ml_collections.ConfigDict | dict,
+  fields: tuple[str, ...] | None = None,
+) -> dict[str, tuple[Any, Any]]:
+  """{dotted field: (saved value, current value)} wherever two configs differ (`select_fields`)."""
+  before, now = select_fields(saved, fields), select_fields(current, fields)
+  return {
+    k: (before.get(k), now.get(k))
+    for k in sorted(set(before) | set(now))
+    if before.get(k) != now.get(k)
+  }
 
 
 def check_workdir(
@@ -56,18 +73,16 @@ def check_workdir(
   if not saved_config.exists() or not latest_step(workdir):
     return
   try:
-    saved = select_fields(json.loads(saved_config.read_text()), fields)
+    saved = json.loads(saved_config.read_text())
   except (UnicodeDecodeError, json.JSONDecodeError) as error:
     raise ValueError(
       f"{saved_config} cannot be read as a config ({error}); it records the config of the run "
       "whose checkpoints are beside it: restore it, delete it (the checkpoints are still checked "
       "against the network), or use another --workdir"
     ) from None
-  current = select_fields(config, fields)
   differences = [
-    f"{k}: {saved.get(k)!r} in the workdir, {current.get(k)!r} now"
-    for k in sorted(set(saved) | set(current))
-    if saved.get(k) != current.get(k)
+    f"{field}: {before!r} in the workdir, {now!r} now"
+    for field, (before, now) in config_differences(saved, config, fields).items()
   ]
   if differences:
     raise ValueError(

@@ -109,15 +109,13 @@ def check_overrides(
 ) -> None:
   """Raises a ValueError for a field `config` changes from the run's own outside `allowed`
   (field names, or prefixes ending in ".")."""
-  saved = checkpoints.flatten(json.loads(json.dumps(saved_config(workdir))))  # tuples as lists
-  now = checkpoints.flatten(json.loads(config.to_json()))
-  for field in sorted(set(saved) | set(now)):
-    if saved.get(field) != now.get(field) and not any(
-      field == name or (name.endswith(".") and field.startswith(name)) for name in allowed
-    ):
+  changes = checkpoints.config_differences(saved_config(workdir), config)
+  for field, (saved, now) in changes.items():
+    prefixes = [name for name in allowed if name.endswith(".")]
+    if field not in allowed and not any(field.startswith(prefix) for prefix in prefixes):
       raise ValueError(
-        f"--config.{field}={now.get(field)}: the run's {field} is {saved.get(field)!r}, and this "
-        f"program keeps it; what may change: {', '.join(allowed)}"
+        f"--config.{field}={now}: the run's {field} is {saved!r}, and this program keeps it; "
+        f"what may change: {', '.join(allowed)}"
       )
 
 

@@ -93,14 +93,12 @@ def config_changes(variant: Variant, folder: pathlib.Path) -> list[str]:
   if not saved_file.is_file():
     return []
   try:
-    saved = checkpoints.flatten(json.loads(saved_file.read_text()))
+    saved = json.loads(saved_file.read_text())
   except ValueError:
     return [f"{saved_file} cannot be read"]
-  asked = checkpoints.flatten(json.loads(variant.config.to_json()))
   return [
-    f"{k}: {saved.get(k)!r} there, {asked.get(k)!r} now"
-    for k in sorted(set(saved) | set(asked))
-    if saved.get(k) != asked.get(k)
+    f"{field}: {before!r} there, {now!r} now"
+    for field, (before, now) in checkpoints.config_differences(saved, variant.config).items()
   ]
 
 
