@@ -158,8 +158,7 @@ def trace(
   """
   described = "×".join(map(str, input_shape))
 
-  def too_small(why: str) -> ValueError:
-    smallest = smallest_input(model, min(input_shape[:2]), input_shape[-1])
+  def too_small(why: str, smallest: int | None) -> ValueError:
     fits = f"; the smallest it takes is {smallest}×{smallest}" if smallest else ""
     return ValueError(f"input {described} is too small for this network ({why}){fits}")
 
@@ -168,13 +167,14 @@ def trace(
   except (TypeError, ValueError, ZeroDivisionError) as error:
     smallest = smallest_input(model, min(input_shape[:2]), input_shape[-1])
     if smallest and smallest > min(input_shape[:2]):
-      raise too_small(str(error).splitlines()[0]) from error
+      raise too_small(str(error).splitlines()[0], smallest) from error
     raise ValueError(
       f"the network cannot take input {described}: {str(error).splitlines()[0]}"
     ) from error
   empty = [name for name, value in intermediates.items() if 0 in value.shape]
   if empty:
-    raise too_small(f"layer {empty[0]!r} would have an empty output")
+    smallest = smallest_input(model, min(input_shape[:2]), input_shape[-1])
+    raise too_small(f"layer {empty[0]!r} would have an empty output", smallest)
   if logits.shape != (batch, num_classes):
     raise ValueError(
       f"the network ends in shape {logits.shape[1:]}, not {num_classes} class "
