@@ -17,6 +17,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.norm = "default"  # default (the paper's), lrn, batch, none
   config.model.remove = ""  # layers to remove, e.g. "f6" or "fc7,conv4"
   config.model.widths = ""  # widths to change, e.g. "f6=120" or "fc6=2048,fc7=2048"
+  # Batch norm (where model.norm gives it): Flax's momentum (PyTorch's 0.1 is 0.9 here) and ε.
+  config.model.batch_norm_momentum = 0.9
+  config.model.batch_norm_epsilon = 1e-5
   config.model.dtype = "float32"  # compute dtype: float32 or bfloat16
   # auto: on the CPU, convolutions whose passes use the formulation measured fastest per layer
   # shape (models/conv.py); XLA's own elsewhere. Or xla, cpu.
@@ -39,6 +42,13 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.color_stats = (
     ""  # "": computed (in-memory data) / the tool's file; "imagenet"; a path
   )
+  # The input convention of published weights (import_weights.py sets these; docs/weights.md):
+  # conv1's channel order, the pixel units, and a fixed per-channel mean and std in that order
+  # and those units, used instead of the colour statistics' (e.g. Caffe: bgr, 255, (104, 117, 123)).
+  config.dataset.channel_order = "rgb"  # rgb or bgr
+  config.dataset.pixel_range = 1.0  # 1.0: pixels in [0, 1]; 255.0: in 0–255
+  config.dataset.mean = ()
+  config.dataset.std = ()
   config.dataset.num_workers = 0  # host decode threads; 0: one per core
   config.dataset.cache_gb = 4.0  # splits up to this size are held in memory
 

@@ -91,8 +91,40 @@ def check_dataset(config: Any) -> datasets.DatasetInfo:
       f"{min(stored[:2])} or leave eval.ten_crop off"
     )
   config_values.check_choice("dataset.normalization", dataset.normalization, augment.NORMALIZATIONS)
+  check_convention(augment.InputConvention.of(dataset), dataset.normalization, crop[-1])
   stats_path(config)
   return info
+
+
+def check_convention(
+  convention: augment.InputConvention, normalization: str, channels: int
+) -> None:
+  """A ValueError naming the first input-convention field (`dataset.channel_order`, …) that
+  cannot apply to these images and this normalisation."""
+  config_values.check_choice(
+    "dataset.channel_order", convention.channel_order, augment.CHANNEL_ORDERS
+  )
+  if convention.channel_order == "bgr" and channels != 3:
+    raise ValueError(f"dataset.channel_order=bgr needs 3-channel images; these have {channels}")
+  if convention.pixel_range not in augment.PIXEL_RANGES:
+    raise ValueError(
+      f"dataset.pixel_range {convention.pixel_range:g} is not allowed; allowed: 1.0 ([0, 1]) "
+      "or 255.0 (0–255)"
+    )
+  for field, values in (("mean", convention.mean), ("std", convention.std)):
+    if values and len(values) != channels:
+      raise ValueError(
+        f"dataset.{field} has {len(values)} values; the images have {channels} channels"
+      )
+  if convention.std and not convention.mean:
+    raise ValueError("dataset.std is set without dataset.mean; set both, or neither")
+  if any(not value > 0 for value in convention.std):
+    raise ValueError(f"dataset.std {convention.std} must be positive")
+  if convention.mean and normalization.endswith("per_pixel"):
+    raise ValueError(
+      f"dataset.mean is per channel; dataset.normalization={normalization} needs a per-pixel "
+      "mean: use standardize or mean with it"
+    )
 
 
 def stats_path(config: Any) -> pathlib.Path | None:

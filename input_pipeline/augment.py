@@ -84,35 +84,107 @@ def ten_crops(images: Array, size: int) -> Array:
   return jnp.concatenate([crops, crops[:, :, :, ::-1]])
 
 
-def normalize(images: Array, stats: ColorStats, mode: str) -> Array:
-  """uint8 → float32: [0, 1], minus the training mean (per channel or per pixel), over std."""
-  x = images.astype(jnp.float32) / 255.0
+NORMALIZATIONS = ("standardize", "standardize_per_pixel", "mean", "mean_per_pixel", "none")
+CHANNEL_ORDERS = ("rgb", "bgr")
+PIXEL_RANGES = (1.0, 255.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConvention:
+  """The form of input a network's weights expect, beyond the normalisation mode.
+
+  Published weights fix it: torchvision's read RGB in [0, 1] standardised with the ImageNet
+  mean and std; Caffe's read BGR in 0–255 minus a mean pixel (import_weights.py writes these
+  into the run's config). `mean` and `std`, when given, are per channel in the network's own
+  channel order and units and replace the colour statistics' mean and std.
+  """
+
+  channel_order: str = "rgb"  # the order of conv1's input channels
+  pixel_range: float = 1.0  # 1: pixels in [0, 1]; 255: in 0–255
+  mean: tuple[float, ...] = ()
+  std: tuple[float, ...] = ()
+
+  @classmethod
+  def of(cls, dataset_config: Any) -> InputConvention:
+    """The convention a config's `dataset` section sets (the defaults for configs without one)."""
+    get = dataset_config.get
+    return cls(
+      get("channel_order", "rgb"),
+      float(get("pixel_range", 1.0)),
+      tuple(get("mean", ())),
+      tuple(get("std", ())),
+    )
+
+  def reorder(self, values: Any) -> Any:
+    """RGB-ordered values (last axis) in the network's channel order."""
+    return values[..., ::-1] if self.channel_order == "bgr" else values
+
+  def statistics(self, stats: ColorStats, mode: str) -> tuple[Any, Any]:
+    """(mean, std) in the network's order and units for `mode`: what is subtracted (per channel
+    or per pixel) and what is divided by."""
+    if self.mean:
+      mean, std = np.asarray(self.mean), np.asarray(self.std or np.ones(len(self.mean)))
+    else:
+      mean = stats.mean_image if mode.endswith("per_pixel") else stats.mean
+      mean, std = self.reorder(mean) * self.pixel_range, self.reorder(stats.std) * self.pixel_range
+    return mean, (std if mode.startswith("standardize") else np.ones_like(std))
+
+
+def normalize(
+  images: Array, stats: ColorStats, mode: str, convention: InputConvention = InputConvention()
+) -> Array:
+  """uint8 RGB → float32 network input: [0, 1] (or 0–255) in the network's channel order, minus
+  the mean (per channel or per pixel), over std."""
+  # Divided, not multiplied by a reciprocal: x / 255 is what the default runs have always used,
+  # bit for bit; x / 1 leaves Caffe's 0–255 values exact.
+  x = convention.reorder(images.astype(jnp.float32) / (255.0 / convention.pixel_range))
   if mode == "none":
     return x
-  mean = stats.mean_image if mode.endswith("per_pixel") else stats.mean
+  mean, std = convention.statistics(stats, mode)
   x = x - jnp.asarray(mean, jnp.float32)
   if mode.startswith("standardize"):
-    x = x / jnp.asarray(stats.std, jnp.float32)
+    x = x / jnp.asarray(std, jnp.float32)
   return x
 
 
-NORMALIZATIONS = ("standardize", "standardize_per_pixel", "mean", "mean_per_pixel", "none")
+def pixels(x: Array, stats: ColorStats, mode: str, convention: InputConvention) -> Array:
+  """The network's input → RGB pixels in [0, 1] (`normalize` undone, unclipped; a per-pixel
+  mean is undone with its per-channel average)."""
+  if mode != "none":
+    per_channel = "standardize" if mode.startswith("standardize") else "mean"
+    mean, std = convention.statistics(stats, per_channel)
+    if mode.startswith("standardize"):
+      x = x * jnp.asarray(std, jnp.float32)
+    x = x + jnp.asarray(mean, jnp.float32)
+  return convention.reorder(x) / convention.pixel_range
+
+
+def lighting_in_input_units(
+  shift: Array, stats: ColorStats, mode: str, convention: InputConvention
+) -> Array:
+  """A PCA lighting shift [B, C] of RGB [0, 1] pixels, as a shift of the network's input."""
+  shift = convention.reorder(shift)
+  if convention.pixel_range != 1.0:
+    shift = shift * convention.pixel_range
+  if mode.startswith("standardize"):
+    shift = shift / jnp.asarray(convention.statistics(stats, mode)[1], jnp.float32)
+  return shift
 
 
 def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Array], Array]:
   """(uint8 [B, H, W, C], keys [B]) → float32 [B, S, S, C]: lighting, normalisation, crop, flip."""
   augment, size = config.augment, config.dataset.crop_size
+  mode, convention = config.dataset.normalization, InputConvention.of(config.dataset)
 
   def preprocess(images: Array, keys: Array) -> Array:
     split = jax.vmap(lambda key: jax.random.split(key, 3))(keys)  # [B, 3]
     crop_keys, flip_keys, light_keys = split[:, 0], split[:, 1], split[:, 2]
-    x = normalize(images, stats, config.dataset.normalization)
+    x = normalize(images, stats, mode, convention)
     if augment.pca_lighting > 0:
       shift = pca_lighting_shift(
         light_keys, jnp.asarray(stats.eigvals), jnp.asarray(stats.eigvecs), augment.pca_lighting
       )
-      scale = stats.std if config.dataset.normalization.startswith("standardize") else 1.0
-      x = x + (shift / jnp.asarray(scale, jnp.float32))[:, None, None, :]
+      x = x + lighting_in_input_units(shift, stats, mode, convention)[:, None, None, :]
     if size and size < images.shape[1]:
       x = random_crop(x, crop_keys, size) if augment.random_crop else center_crop_batch(x, size)
     if augment.flip:
@@ -125,9 +197,10 @@ def make_train_preprocess(config: Any, stats: ColorStats) -> Callable[[Array, Ar
 def make_eval_preprocess(config: Any, stats: ColorStats, protocol: str) -> Callable[[Array], Array]:
   """uint8 [B, H, W, C] → [1 or 10, B, S, S, C]: the centre crop, or the ten crops."""
   size = config.dataset.crop_size
+  convention = InputConvention.of(config.dataset)
 
   def preprocess(images: Array) -> Array:
-    x = normalize(images, stats, config.dataset.normalization)
+    x = normalize(images, stats, config.dataset.normalization, convention)
     if protocol == "ten_crop":
       return ten_crops(x, size or x.shape[1])
     return (center_crop_batch(x, size) if size else x)[None]

@@ -121,6 +121,18 @@ def dataset_info(dataset_config: Any) -> DatasetInfo:
   )
 
 
+def class_names(dataset_config: Any, info: DatasetInfo) -> list[str]:
+  """The dataset's class names (of the classes kept), else the class ids as text."""
+  names = [str(i) for i in range(info.num_classes)]
+  if dataset_config.name != SYNTHETIC:
+    builder = open_builder(dataset_config.name, resolve_data_dir(dataset_config.data_dir))
+    label = builder.info.features["label"]
+    known = list(label.names) if getattr(label, "names", None) else []
+    ids = info.classes or range(len(known))
+    names = [known[i] for i in ids] if known else names
+  return names
+
+
 def check_split(info: DatasetInfo, split: str) -> None:
   if info.split_sizes:  # "train[:5%]" is a slice of "train"
     config_values.check_choice(

@@ -84,7 +84,22 @@ def create_model(model_config: Any, num_classes: int) -> ConvNet:
   config_values.check_choice("model.kernel_init", kernel_init, INITIALIZERS)
   conv_impl = model_config.get("conv_impl", "auto")
   config_values.check_choice("model.conv_impl", conv_impl, conv.IMPLEMENTATIONS)
-  return ConvNet(layers, activation, kernel_init, batch_norm, dtype, conv_impl=conv_impl)
+  epsilon = model_config.get("batch_norm_epsilon", 1e-5)
+  momentum = model_config.get("batch_norm_momentum", 0.9)
+  if not 0 < epsilon < 1:
+    raise ValueError(f"model.batch_norm_epsilon {epsilon} must be in (0, 1)")
+  if not 0 <= momentum < 1:
+    raise ValueError(f"model.batch_norm_momentum {momentum} must be in [0, 1)")
+  return ConvNet(
+    layers,
+    activation,
+    kernel_init,
+    batch_norm,
+    dtype,
+    conv_impl=conv_impl,
+    batch_norm_epsilon=epsilon,
+    batch_norm_momentum=momentum,
+  )
 
 
 def apply_for_training(

@@ -32,18 +32,26 @@ def conv_pool_lrn(conv: Conv, pool: Pool, lrn: LRN, lrn_order: str) -> tuple:
 
 @register("alexnet", input_size=227, norm="lrn")
 def alexnet(
-  num_classes: int, variant: str = "paper", groups: int = 1, lrn_order: str = "relu_lrn_pool"
+  num_classes: int,
+  variant: str = "paper",
+  groups: int = 1,
+  lrn_order: str = "relu_lrn_pool",
+  lrn: str = "paper",
 ) -> tuple:
   """227×227×3 → 55×55×96 → 27 → 13 → 6×6×256 → 4096 → 4096 → classes.
 
   `groups=2` is the two-GPU original: conv2, conv4 and conv5 see only their own GPU's maps.
+  `lrn` names the LRN constants (models/layers.py LRN_CONSTANTS: paper, or caffe as in BVLC
+  AlexNet); `lrn_order=pool_lrn` with caffe constants is CaffeNet.
   """
   (f1, f2, f3, f4, f5), pad1 = config_values.choose("AlexNet variant", variant, VARIANTS)
   config_values.check_choice("AlexNet groups", groups, (1, 2))
   return (
-    *conv_pool_lrn(Conv("conv1", f1, 11, 4, pad1), Pool("pool1", 3, 2), LRN("norm1"), lrn_order),
     *conv_pool_lrn(
-      Conv("conv2", f2, 5, 1, 2, groups), Pool("pool2", 3, 2), LRN("norm2"), lrn_order
+      Conv("conv1", f1, 11, 4, pad1), Pool("pool1", 3, 2), LRN.of("norm1", lrn), lrn_order
+    ),
+    *conv_pool_lrn(
+      Conv("conv2", f2, 5, 1, 2, groups), Pool("pool2", 3, 2), LRN.of("norm2", lrn), lrn_order
     ),
     Conv("conv3", f3, 3, 1, 1),
     Conv("conv4", f4, 3, 1, 1, groups),

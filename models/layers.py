@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+import config_values
 from models import conv as convolution
 from models.geometry import Span, window_output, window_span
 from models.ops import local_response_norm, pool
@@ -41,6 +42,10 @@ class LayerSettings:
   )
   conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
   backward: str = "gradient"  # BACKWARD_RULES: how max pools pass cotangents back
+  # Flax's conventions: running = momentum·running + (1 − momentum)·batch (PyTorch's 0.1 is
+  # 0.9 here); published weights bring their own epsilon (torchvision's GoogLeNet: 1e-3).
+  batch_norm_epsilon: float = 1e-5
+  batch_norm_momentum: float = 0.9
 
   def conv(
     self,
@@ -71,8 +76,8 @@ class LayerSettings:
     if self.batch_norm:
       x = nn.BatchNorm(
         use_running_average=not self.train,
-        momentum=0.9,
-        epsilon=1e-5,
+        momentum=self.batch_norm_momentum,
+        epsilon=self.batch_norm_epsilon,
         dtype=self.dtype,
         axis_name=self.axis_name if self.train else None,
         # Var = E[x²] − E[x]²: both means cross the devices in one all-reduce instead of two
@@ -196,6 +201,15 @@ class Pool(Layer):
     return window_span(self.window, self.stride, self.padding, size)
 
 
+# Local response normalisation constants: the paper's (Krizhevsky et al. 2012 §3.3: k = 2,
+# n = 5, α = 1e-4, β = 0.75) and Caffe's, whose layer divides α by n and whose published
+# AlexNet, CaffeNet and GoogLeNet use k = 1 (caffe/src/caffe/layers/lrn_layer.cpp).
+LRN_CONSTANTS = {
+  "paper": {"k": 2.0, "n": 5, "alpha": 1e-4, "beta": 0.75},
+  "caffe": {"k": 1.0, "n": 5, "alpha": 1e-4 / 5, "beta": 0.75},
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class LRN(Layer):
   """Local response normalisation across channels, paper constants by default."""
@@ -209,6 +223,11 @@ class LRN(Layer):
 
   def __call__(self, x: Array, settings: LayerSettings) -> Array:
     return local_response_norm(x, self.k, self.n, self.alpha, self.beta)
+
+  @classmethod
+  def of(cls, name: str, constants: str, group: str | None = None) -> LRN:
+    """An LRN layer with the named constants (LRN_CONSTANTS: paper or caffe)."""
+    return cls(name, **config_values.choose("LRN constants", constants, LRN_CONSTANTS), group=group)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -280,6 +299,7 @@ class Inception(Block):
   c5: int  # #5×5
   pool_proj: int  # pool proj
   group: str | None = None
+  c5_kernel: int = 5  # torchvision's GoogLeNet has 3 here (its "5x5" branch is a 3×3)
   POOL = 3  # the pool-projection branch's 3×3/1 max pool, padded to keep the size
 
   def body(self, scope: nn.Module, x: Array, settings: LayerSettings) -> Array:
@@ -288,7 +308,11 @@ class Inception(Block):
       settings.conv(x, self.c3_reduce, 1, name="3x3_reduce"), self.c3, 3, padding=1, name="3x3"
     )
     branch5 = settings.conv(
-      settings.conv(x, self.c5_reduce, 1, name="5x5_reduce"), self.c5, 5, padding=2, name="5x5"
+      settings.conv(x, self.c5_reduce, 1, name="5x5_reduce"),
+      self.c5,
+      self.c5_kernel,
+      padding=self.c5_kernel // 2,
+      name="5x5",
     )
     pooled = pool(x, "max", self.POOL, 1, self.POOL // 2, settings.backward)
     branch_pool = settings.conv(pooled, self.pool_proj, 1, name="pool_proj")
@@ -298,7 +322,7 @@ class Inception(Block):
     return math.prod(in_shape) * self.POOL**2
 
   def span(self, size: int) -> Span:
-    branches = [(1, 0), (3, 1), (5, 2), (self.POOL, self.POOL // 2)]  # after their 1×1s
+    branches = [(1, 0), (3, 1), (self.c5_kernel, self.c5_kernel // 2), (self.POOL, self.POOL // 2)]
     spans = [window_span(kernel, 1, padding, size) for kernel, padding in branches]
     return functools.reduce(Span.union, spans)
 
@@ -322,6 +346,9 @@ class Residual(Block):
   residual: bool = True
   shortcut: str = "B"
   group: str | None = None
+  # Where a downsampling bottleneck strides: "1x1", its first convolution, as in He et al.'s
+  # released Caffe models; "3x3" in torchvision's (and timm's) "ResNet v1.5".
+  stride_at: str = "1x1"
 
   def body(self, scope: nn.Module, x: Array, settings: LayerSettings) -> Array:
     if self.block == "basic":
@@ -330,9 +357,9 @@ class Residual(Block):
       y = settings.conv(y, self.features, 3, 1, 1, activation=False, name="conv2")
     else:
       out_features = self.features * BOTTLENECK_EXPANSION
-      # The stride sits on the first 1×1 convolution, as in the paper's released models.
-      y = settings.conv(x, self.features, 1, self.stride, name="conv1")
-      y = settings.conv(y, self.features, 3, 1, 1, name="conv2")
+      first, middle = (self.stride, 1) if self.stride_at == "1x1" else (1, self.stride)
+      y = settings.conv(x, self.features, 1, first, name="conv1")
+      y = settings.conv(y, self.features, 3, middle, 1, name="conv2")
       y = settings.conv(y, out_features, 1, activation=False, name="conv3")
     if self.residual:
       y = y + self.shortcut_path(x, out_features, settings)
@@ -350,8 +377,10 @@ class Residual(Block):
     if self.block == "basic":
       main = window_span(3, self.stride, 1, size)
       main = main.then(window_span(3, 1, 1, window_output(3, self.stride, 1, size)))
-    else:  # 1×1 with the stride, 3×3, 1×1
+    elif self.stride_at == "1x1":  # 1×1 with the stride, 3×3, 1×1
       main = Span(self.stride).then(window_span(3, 1, 1, window_output(1, self.stride, 0, size)))
+    else:  # 1×1, 3×3 with the stride, 1×1
+      main = window_span(3, self.stride, 1, size)
     return main.union(Span(self.stride)) if self.residual else main  # every shortcut: i·stride
 
   def shortcut_path(self, x: Array, out_features: int, settings: LayerSettings) -> Array:

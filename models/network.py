@@ -29,6 +29,8 @@ class ConvNet(nn.Module):
   axis_name: str | None = None  # set when training data-parallel (parallel.AXIS)
   conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
   backward: str = "gradient"  # BACKWARD_RULES; the others serve visualisation only
+  batch_norm_epsilon: float = 1e-5
+  batch_norm_momentum: float = 0.9  # Flax's convention: PyTorch's momentum 0.1 is 0.9 here
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False) -> tuple[Array, dict[str, Array]]:
@@ -43,6 +45,8 @@ class ConvNet(nn.Module):
       self.axis_name,
       self.conv_impl,
       self.backward,
+      self.batch_norm_epsilon,
+      self.batch_norm_momentum,
     )
     x = x.astype(self.dtype)
     intermediates = {}

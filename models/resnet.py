@@ -15,6 +15,14 @@ IMAGENET_STAGES = {
 }
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)  # 6n + 2
 SHORTCUTS = ("A", "B", "C", "none")  # "none": the plain counterpart
+# torchvision's (and timm's) ImageNet ResNets are "v1.5": a downsampling bottleneck strides on
+# its 3×3, not its first 1×1, and the stem's max pool pads one pixel on every side where
+# He et al.'s Caffe model (ceil rounding, no padding) pads one after: the same shapes, other
+# windows (torchvision/models/resnet.py).
+VARIANTS = {
+  "paper": {"stride_at": "1x1", "pool_padding": "SAME"},
+  "torchvision": {"stride_at": "3x3", "pool_padding": 1},
+}
 
 
 def parse_depth(argument: str, depths: tuple[int, ...], family: str) -> tuple[bool, int]:
@@ -32,6 +40,7 @@ def stages(
   widths: tuple[int, ...],
   residual: bool,
   shortcut: str,
+  stride_at: str = "1x1",
 ) -> list:
   """stage{i}_block{j} entries, grouped by stage; the first block of stages 2+ strides 2."""
   config_values.check_choice("model.shortcut", shortcut, SHORTCUTS)
@@ -45,6 +54,7 @@ def stages(
       residual,
       shortcut,
       group=f"stage{i}",
+      stride_at=stride_at,
     )
     for i, (count, width) in enumerate(zip(blocks_per_stage, widths, strict=True), start=1)
     for j in range(1, count + 1)
@@ -61,13 +71,16 @@ def variants(prefix: str, depths) -> dict[str, dict]:
 
 
 @register(variants("", IMAGENET_STAGES), input_size=224, norm="batch")
-def resnet(num_classes: int, depth: int, residual: bool = True, shortcut: str = "B") -> tuple:
+def resnet(
+  num_classes: int, depth: int, residual: bool = True, shortcut: str = "B", variant: str = "paper"
+) -> tuple:
   """224×224×3 → conv1 112 → pool1 56 → stages 56, 28, 14, 7 → average pool → classes."""
   block, blocks = IMAGENET_STAGES[depth]
+  differences = config_values.choose("ResNet variant", variant, VARIANTS)
   return (
     Conv("conv1", 64, 7, 2, 3),
-    Pool("pool1", 3, 2, padding="SAME"),
-    *stages(block, blocks, (64, 128, 256, 512), residual, shortcut),
+    Pool("pool1", 3, 2, padding=differences["pool_padding"]),
+    *stages(block, blocks, (64, 128, 256, 512), residual, shortcut, differences["stride_at"]),
     GlobalAvgPool("avgpool"),
     Dense("fc", num_classes, activation=False),
   )

@@ -26,6 +26,8 @@ GENERIC_MODEL_FIELDS = {
   "activation",
   "kernel_init",
   "norm",
+  "batch_norm_momentum",
+  "batch_norm_epsilon",
   "remove",
   "widths",
   "dtype",

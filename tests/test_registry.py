@@ -62,8 +62,10 @@ def test_family_fields_and_defaults_come_from_the_builders_signature():
     "variant": "paper",
     "groups": 1,
     "lrn_order": "relu_lrn_pool",
+    "lrn": "paper",
   }
-  assert models.entry("resnet50").defaults == {"shortcut": "B"}  # depth and residual are bound
+  # depth and residual are bound
+  assert models.entry("resnet50").defaults == {"shortcut": "B", "variant": "paper"}
   assert models.entry("cifar_plain56").defaults == {"shortcut": "A"}
   assert models.entry("vgg_c").fields == ()
   assert models.entry("alphago_policy").input_shape == (19, 19, 48)

@@ -29,6 +29,7 @@ class Network:
   stats: augment.ColorStats
   normalization: str = "standardize"
   crop_size: int = 0  # the centre crop the network sees (dataset.crop_size); 0: the whole image
+  convention: augment.InputConvention = augment.InputConvention()  # channel order, units
 
   @property
   def layer_names(self) -> list[str]:
@@ -36,23 +37,19 @@ class Network:
 
   def inputs(self, images: Array) -> Array:
     """uint8 [N, H, W, C] images → the network's float input (normalised, centre-cropped)."""
-    x = augment.normalize(images, self.stats, self.normalization)
+    x = augment.normalize(images, self.stats, self.normalization, self.convention)
     return augment.center_crop_batch(x, self.crop_size) if self.crop_size else x
 
   def pixels(self, x: Array) -> Array:
-    """The network's input → [0, 1] pixels (the inverse of the normalisation, unclipped; a
+    """The network's input → RGB [0, 1] pixels (the inverse of the normalisation, unclipped; a
     per-pixel mean is undone with its per-channel average)."""
-    stats, mode = self.stats, self.normalization
-    if mode.startswith("standardize"):
-      x = x * jnp.asarray(stats.std, jnp.float32)
-    if mode != "none":
-      x = x + jnp.asarray(stats.mean, jnp.float32)
-    return x
+    return augment.pixels(x, self.stats, self.normalization, self.convention)
 
   def grey(self) -> Array:
     """The dataset's mean colour in input space [C]: what occlusion fills with."""
     if self.normalization == "none":
-      return jnp.asarray(self.stats.mean, jnp.float32)
+      mean = self.convention.reorder(np.asarray(self.stats.mean)) * self.convention.pixel_range
+      return jnp.asarray(mean, jnp.float32)
     return jnp.zeros(len(self.stats.mean), jnp.float32)  # normalising subtracts the mean
 
   def _apply(self, layers: tuple, rule: str) -> Callable[[Array], tuple[Array, dict]]:

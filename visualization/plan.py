@@ -119,13 +119,4 @@ def invert_layers(network: Network, settings: ml_collections.ConfigDict) -> list
 
 def class_names(config: ml_collections.ConfigDict, info: datasets.DatasetInfo) -> list[str]:
   """The dataset's class names (of the classes kept), else the class ids as text."""
-  names = [str(i) for i in range(info.num_classes)]
-  if config.dataset.name != datasets.SYNTHETIC:
-    builder = datasets.open_builder(
-      config.dataset.name, datasets.resolve_data_dir(config.dataset.data_dir)
-    )
-    label = builder.info.features["label"]
-    known = list(label.names) if getattr(label, "names", None) else []
-    ids = info.classes or range(len(known))
-    names = [known[i] for i in ids] if known else names
-  return names
+  return datasets.class_names(config.dataset, info)

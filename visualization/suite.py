@@ -19,6 +19,7 @@ import experiment
 import input_pipeline
 import models
 import parallel
+from input_pipeline import augment
 from visualization import page, plan, receptive, techniques
 from visualization.network import Network
 
@@ -46,7 +47,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
   step, saved = checkpoints.read_newest(workdir, "visualize", parallel.announce)
   variables = {"params": saved["params"], "batch_stats": saved.get("batch_stats") or {}}
   network = Network(
-    model, variables, data.stats, config.dataset.normalization, config.dataset.crop_size
+    model,
+    variables,
+    data.stats,
+    config.dataset.normalization,
+    config.dataset.crop_size,
+    augment.InputConvention.of(config.dataset),
   )
   images, labels = data.eval.read(np.arange(config.visualize.images))
   folder = workdir / OUTPUT
