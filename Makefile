@@ -11,15 +11,15 @@ WORKDIR     ?= workdirs/default
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
 
-.PHONY: main test test-fast test-smoke lint setup data bench bench-pytorch clean-env
+.PHONY: main test test-fast test-smoke lint setup torch-env data bench bench-pytorch clean-env
 
 main: setup data
 	$(PY) train.py --config=configs/default.py --workdir=$(WORKDIR)
 
-test: setup data lint
+test: setup data torch-env lint
 	$(PY) -m pytest --durations=15
 
-test-fast: setup data
+test-fast: setup data torch-env
 	$(PY) -m pytest -m "not slow" --durations=15
 
 test-smoke: setup data
@@ -36,6 +36,19 @@ $(VENV)/.installed: requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
+	touch $@
+
+# PyTorch (torch, torchvision, timm), for the tests against published weights and for
+# `make bench-pytorch`, lives in a virtualenv of its own; nothing in convzoo imports it.
+# requirements-torch.txt says why it is the CUDA build (it runs on the CPU).
+TORCH_VENV := .venv-torch
+torch-env: $(TORCH_VENV)/.installed
+
+# Reinstalled only when requirements-torch.txt changes.
+$(TORCH_VENV)/.installed: requirements-torch.txt
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/python -m pip install --quiet -r requirements-torch.txt
 	touch $@
 
 data: $(PREPARED)
@@ -59,12 +72,8 @@ JEMALLOC := if ldconfig -p | grep -q libjemalloc.so.2; then \
 bench: setup data
 	@$(JEMALLOC); $(PY) benchmarks/train_loop.py && $(PY) benchmarks/devices.py
 
-# PyTorch is a benchmark-only dependency, in a virtualenv of its own (CPU build from PyPI).
-TORCH_VENV := .venv-torch
-bench-pytorch: setup
-	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
-	$(TORCH_VENV)/bin/python -c "import torch" 2>/dev/null || \
-	  $(TORCH_VENV)/bin/pip install --quiet torch==2.13.0
+# convzoo's train step against hand-written PyTorch eager twins, run by .venv-torch's Python.
+bench-pytorch: setup torch-env
 	@$(JEMALLOC); $(PY) benchmarks/versus_pytorch.py
 
 clean-env:

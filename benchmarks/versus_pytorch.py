@@ -151,8 +151,8 @@ def main(argv) -> None:
     raise SystemExit(f"error: unknown network {unknown[0]!r}; known: {', '.join(NETWORKS)}")
   if not TORCH_PYTHON.exists():
     raise SystemExit(
-      f"error: {TORCH_PYTHON} not found; run 'make bench-pytorch', which creates it with "
-      "'pip install torch==2.13.0'"
+      f"error: {TORCH_PYTHON} not found; run 'make bench-pytorch', which creates it "
+      "('make torch-env', from requirements-torch.txt)"
     )
   lines = [
     "| network (batch) | parameters | convzoo img/s (range) | PyTorch eager img/s (range) "
