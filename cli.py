@@ -148,20 +148,22 @@ def verbose() -> bool:
 
 
 def run(
-  main: Callable[[], str | None],
+  main: Callable[..., str | None],
   log_level: int = absl_logging.WARNING,
   bare_shows_usage: bool = False,
+  takes_arguments: bool = False,
 ) -> None:
   """Runs `main()` as the program and prints what it returns (on the lead process).
 
   Without arguments a program prints its usage when a flag it requires is missing, or always
-  with `bare_shows_usage`.
+  with `bare_shows_usage`. A program that `takes_arguments` (file names after the flags) gets
+  them as `main(arguments)`; others refuse any.
   """
   if "verbose" not in FLAGS:
     flags.DEFINE_bool("verbose", False, f"tracebacks and library error logs (or ${DEBUG_ENV}=1)")
 
   def absl_main(argv: list[str]) -> None:
-    if len(argv) > 1:
+    if len(argv) > 1 and not takes_arguments:
       raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS["verbosity"].present:  # orbax logs every save at INFO, TFDS warns a lot
       absl_logging.set_verbosity(log_level)
@@ -169,7 +171,7 @@ def run(
       quiet_library_failures()
     try:
       parallel.configure_cpu_devices()
-      text = main()
+      text = main(argv[1:]) if takes_arguments else main()
     except Preempted as stopped:
       print(stopped, flush=True)
       sys.exit(stopped.status)
