@@ -100,6 +100,8 @@ def native_shape(config: ml_collections.ConfigDict) -> tuple:
 def read_image(path: pathlib.Path, classifier: Classifier) -> np.ndarray:
   """An image file → uint8 [stored shape], as the run's host preprocessing makes it."""
   height, width, channels = classifier.native_shape
+  if path.suffix == ".npy":
+    raise ValueError(f"{path} is an array: give it as --images={path}")
   try:
     with Image.open(path) as image:
       image = image.convert("L" if channels == 1 else "RGB")
