@@ -62,7 +62,7 @@ def read_source(source: str, file: pathlib.Path) -> tuple[dict[str, np.ndarray],
   return tensor_files.read_tensors(file), None
 
 
-def has_aux_heads(source: str, tensors: dict[str, np.ndarray]) -> bool:
+def has_aux_heads(tensors: dict[str, np.ndarray]) -> bool:
   """Whether a GoogLeNet file holds its auxiliary classifiers (torchvision's does, Caffe's
   train_val models do)."""
   return any(name.startswith(("aux1.", "loss1/")) for name in tensors)
@@ -134,7 +134,7 @@ def import_weights(
     )
   start = time.perf_counter()
   tensors, caffe_layers = read_source(source, file)
-  aux = has_aux_heads(source, tensors)
+  aux = has_aux_heads(tensors)
   config = imported_config(recipe, aux)
   model = models.create_model(config.model, sources.NUM_CLASSES)
   crop = config.dataset.crop_size
