@@ -10,6 +10,7 @@ DATA_DIR    := data/tfds
 WORKDIR     ?= workdirs/default
 FASHION_DIR := /usr/share/datasets/fashion-mnist
 PREPARED    := $(DATA_DIR)/fashion_mnist/3.0.1/dataset_info.json
+ONEDNN_LIB  := native/build/libconvzoo_onednn.so
 
 .PHONY: main test test-fast test-smoke lint setup torch-env data bench bench-pytorch clean-env
 
@@ -29,7 +30,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(ONEDNN_LIB)
 
 # Reinstalled only when the lock changes.
 $(VENV)/.installed: requirements.lock
@@ -37,6 +38,23 @@ $(VENV)/.installed: requirements.lock
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.lock
 	touch $@
+
+# oneDNN's convolutions as JAX FFI targets (native/onednn_conv.cc, models/onednn.py), against
+# the oneDNN headers and library the lock installs into the venv (x86-64 Linux). Without a
+# compiler or oneDNN, setup says so and convzoo runs on XLA's convolutions alone.
+$(ONEDNN_LIB): native/onednn_conv.cc $(VENV)/.installed
+	@mkdir -p $(@D)
+	@if ! command -v $(CXX) >/dev/null; then \
+	  echo "note: no C++ compiler ($(CXX)): oneDNN convolutions not built, XLA's are used"; \
+	elif [ ! -e $(VENV)/include/oneapi/dnnl/dnnl.hpp ]; then \
+	  echo "note: oneDNN not installed for this platform: oneDNN convolutions not built, XLA's are used"; \
+	else \
+	  $(CXX) -O2 -std=c++17 -shared -fPIC -fopenmp -fvisibility=hidden \
+	    -isystem "$$($(PY) -c 'import jax; print(jax.ffi.include_dir())')" -isystem $(VENV)/include \
+	    $< -L$(VENV)/lib -ldnnl -Wl,-rpath,'$$ORIGIN/../../$(VENV)/lib' -o $@.tmp \
+	  && mv $@.tmp $@ \
+	  || echo "note: building $@ failed: oneDNN convolutions not built, XLA's are used"; \
+	fi
 
 # PyTorch (torch, torchvision, timm), for the tests against published weights and for
 # `make bench-pytorch`, lives in a virtualenv of its own; nothing in convzoo imports it.

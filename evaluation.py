@@ -27,6 +27,7 @@ import records
 import workdirs
 from experiment import TOP_K, TrainState
 from input_pipeline import augment
+from models import conv
 
 PROTOCOLS = ("single", "ten_crop")  # the centre crop; the four corners, the centre and mirrors
 
@@ -178,13 +179,17 @@ def evaluate_workdir(
   _, _, state = experiment.create_for_loaded_data(config, data)  # the structure to restore into
   # Damaged checkpoints are skipped, not moved: a run may be training in this workdir.
   step, state = checkpoints.restore(workdir, state, parallel.announce, set_aside_damaged=False)
-  results = evaluate_protocols(
-    data_parallel.replicate(state),
-    data,
-    config,
-    create_eval_steps(config, data.stats, data_parallel),
-    data_parallel,
-  )
+  # The run's convolution routes (models/conv.py): the evaluation computes as the run did, and
+  # the routes of shapes the run never met (another batch, ten crops) are added to its record.
+  lead = parallel.is_lead_process()
+  with conv.RouteBook(workdir / conv.ROUTES_FILE, parallel.announce, write=lead):
+    results = evaluate_protocols(
+      data_parallel.replicate(state),
+      data,
+      config,
+      create_eval_steps(config, data.stats, data_parallel),
+      data_parallel,
+    )
   for protocol, metrics in results.items():
     metrics["step"] = step
     if parallel.is_lead_process():

@@ -104,7 +104,11 @@ def create_train_state(
   """A fresh state on the host (numpy leaves), ready to be replicated or restored into."""
   seed_key = jax.random.key(config.seed)
   init_key, step_key = jax.random.fold_in(seed_key, 0), jax.random.fold_in(seed_key, 1)
-  variables = jax.jit(model.init)(init_key, jnp.zeros((1, *image_shape), jnp.float32))
+  # By XLA's convolutions: the parameters are the initializers' alone, and the CPU route would
+  # measure every layer's shape at batch 1, a shape no step uses (AlexNet: 5 measurements).
+  variables = jax.jit(models.for_shapes(model).init)(
+    init_key, jnp.zeros((1, *image_shape), jnp.float32)
+  )
   state = TrainState.create(
     apply_fn=model.apply,
     params=variables["params"],

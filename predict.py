@@ -20,6 +20,7 @@ from absl import flags
 import cli
 import parallel
 import prediction
+from models import conv
 
 
 def main(arguments: list[str]) -> str:
@@ -42,9 +43,11 @@ def main(arguments: list[str]) -> str:
   else:
     images = np.stack([prediction.read_image(path, classifier) for path in paths])
     labels = [str(path) for path in paths]
-  scores = prediction.class_scores(
-    classifier, images, FLAGS.ten_crop, already_cropped=bool(FLAGS.images)
-  )
+  # The run's convolution routes where it recorded them (models/conv.py); read, never written.
+  with conv.RouteBook(pathlib.Path(FLAGS.workdir) / conv.ROUTES_FILE, parallel.announce, False):
+    scores = prediction.class_scores(
+      classifier, images, FLAGS.ten_crop, already_cropped=bool(FLAGS.images)
+    )
   if FLAGS.save_logits:
     np.save(FLAGS.save_logits, scores.astype(np.float32))
   probabilities = np.exp(scores - scores.max(axis=1, keepdims=True))

@@ -7,7 +7,8 @@ devices, one per core up to 8 by default), or on every device of every host with
 `--config.distributed.enabled`.
 Resumes from the newest restorable checkpoint in DIR; on SIGTERM or Ctrl-C saves and exits
 (status 143 or 130).
-Writes TensorBoard events, metrics.jsonl, curves.png and results.json there. The work is done by
+Writes TensorBoard events, metrics.jsonl, curves.png, results.json and conv_routes.json (the
+convolution routes the run uses, obeyed when it resumes) there. The work is done by
 training.train_and_evaluate.
 """
 

@@ -4,7 +4,8 @@ Trains data-parallel on every local device (on CPU, the host is split into $CONV
 devices, one per core up to 8 by default), or on every device of every host with
 `--config.distributed.enabled`. Resumes from the newest restorable checkpoint in the workdir;
 on SIGTERM or Ctrl-C saves and raises `cli.Preempted`. Writes TensorBoard events,
-metrics.jsonl, curves.png and results.json there. `train.py` is its command line.
+metrics.jsonl, curves.png, results.json and conv_routes.json (the convolution routes the run
+uses, obeyed when it resumes) there. `train.py` is its command line.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import workdirs
 from evaluation import cross_entropy_loss
 from experiment import TrainState
 from input_pipeline import augment
+from models import conv
 
 # Averaged over the steps since the last log; the learning rate is the one the logged step used.
 TRAIN_METRICS = ("loss", "top1_error")
@@ -159,7 +161,12 @@ def train_and_evaluate(
   num_train = len(data.train)
   model, learning_rate_fn, state = experiment.create_for_loaded_data(config, data)
   lead = parallel.is_lead_process()
-  with workdirs.hold(workdir) if lead else contextlib.nullcontext():
+  with (
+    workdirs.hold(workdir) if lead else contextlib.nullcontext(),
+    # The convolution routes the run uses (models/conv.py): those its workdir records are
+    # obeyed (a resume computes as the run began), new ones added as its steps are first traced.
+    conv.RouteBook(workdir / conv.ROUTES_FILE, parallel.announce, write=lead),
+  ):
     start_step, restored = checkpoints.restore(workdir, state, parallel.announce)
     if restored is None and config.init_from:
       state = state.replace(

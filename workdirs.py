@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import checkpoints
 import records
+from models import conv
 
 # What a run keeps in its workdir, by kind: a file found where a folder belongs (or the other
 # way round) would fail the run only later, in the middle of training.
@@ -24,6 +25,7 @@ FILES = (
   records.METRICS_FILE,
   records.RESULTS_FILE,
   records.CURVES_FILE,
+  conv.ROUTES_FILE,
 )
 
 

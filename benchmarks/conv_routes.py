@@ -4,8 +4,10 @@
                                              [--out=benchmarks/results/conv_routes.md]
 
 For each distinct convolution of each network (one device's share of `--batch`: the batch over
-the default CPU device count), the milliseconds of the forward pass, the input gradient and the
-weight gradient by each formulation, jitted alone, and the ratio of XLA's own to the fastest.
+the default CPU device count), the GFLOP/s of the forward pass, the input gradient and the
+weight gradient by XLA's own convolution, by oneDNN's and by the fastest formulation, each
+jitted alone, and the ratio of XLA's time to the fastest; and the machine's peak, a large
+matrix product, to read them against.
 This is the measurement models/conv.py repeats (and keeps) for every shape a run meets.
 """
 
@@ -21,7 +23,9 @@ from absl import app, flags
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-flags.DEFINE_list("networks", ["cifar_resnet20", "alexnet", "resnet50"], "registry names")
+flags.DEFINE_list(
+  "networks", ["lenet5", "cifar_resnet20", "alexnet", "resnet50", "vgg16"], "registry names"
+)
 flags.DEFINE_integer("batch", 64, "global batch; each shape gets one device's share")
 flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results" / "conv_routes.md"), "table file")
 
@@ -68,16 +72,18 @@ def main(argv) -> None:
 
   args = flags.FLAGS
   per_device = args.batch // jax.local_device_count()
-  names = [f"{d} {f}" for d in DIRECTIONS for f in ("xla", "best")]
+  peak = matmul_gflops()
+  names = [f"{d} {f}" for d in DIRECTIONS for f in ("XLA", "oneDNN", "best")]
   lines = [
-    "| network | input | kernel | stride | " + " | ".join(f"{n} ms" for n in names)
-    + " | XLA / best (all three) |",
-    "|---|---|---|---|" + "---|" * (len(names) + 1),
+    "| network | input | kernel | stride | GFLOP | " + " | ".join(names)
+    + " | XLA / best time (all three) |",
+    "|---|---|---|---|---|" + "---|" * (len(names) + 1),
   ]  # fmt: skip
   print("\n".join(lines), flush=True)
   for name in args.networks:
     for shape in conv_shapes(name, per_device):
       cells, xla_total, best_total = [], 0.0, 0.0
+      gflop = 2 * shape.multiply_adds / 1e9  # each direction does the same multiply-adds
       for direction in DIRECTIONS:
         operands = tuple(jax.device_put(o) for o in conv._operands(direction, shape))
         timings = {
@@ -85,23 +91,46 @@ def main(argv) -> None:
           for f, fn in conv.candidates(direction, shape).items()
         }
         best = min(timings, key=timings.get)
-        cells += [f"{1e3 * timings['xla']:.2f}", f"{1e3 * timings[best]:.2f} ({best})"]
+        rate = lambda f, timings=timings, gflop=gflop: (
+          f"{gflop / timings[f]:.0f}" if f in timings else "–"
+        )  # fmt: skip
+        cells += [rate("xla"), rate("onednn"), f"{rate(best)} ({best})"]
         xla_total, best_total = xla_total + timings["xla"], best_total + timings[best]
       n, h, w, c = shape.input
       kh, kw, ci, f = shape.kernel
       lines.append(
         f"| {name} | {n}×{h}×{w}×{c} | {kh}×{kw}×{ci}→{f}"
         f"{f' /{shape.groups} groups' if shape.groups > 1 else ''} | {shape.stride} | "
-        + " | ".join(cells)
-        + f" | {xla_total / best_total:.2f} |"
+        f"{gflop:.3f} | " + " | ".join(cells) + f" | {xla_total / best_total:.2f} |"
       )
       print(lines[-1], flush=True)
+  from models import onednn
+
   header = (
-    f"Convolution formulations on {jax.local_device_count()} CPU devices' share of batch "
-    f"{args.batch}; `benchmarks/conv_routes.py`, {time.strftime('%Y-%m-%d')}."
+    f"GFLOP/s of each direction of each convolution, by XLA's own convolution, oneDNN's "
+    f"(native/; {onednn.isa() or 'not built'}, {onednn.threads_per_device()} thread(s) a device) "
+    f"and the fastest formulation (the route models/conv.py would choose), on one of "
+    f"{jax.local_device_count()} CPU devices with its share of batch {args.batch}. This "
+    f"machine's peak, a {PEAK_SIZE}² float32 matrix product on that device: **{peak:.0f} "
+    f"GFLOP/s**. `benchmarks/conv_routes.py`, {time.strftime('%Y-%m-%d')}."
   )
   pathlib.Path(args.out).write_text(header + "\n\n" + "\n".join(lines) + "\n")
-  print(f"\nwritten to {args.out}")
+  print(f"\n{header}\nwritten to {args.out}")
+
+
+PEAK_SIZE = 2048
+
+
+def matmul_gflops() -> float:
+  """GFLOP/s of a large float32 matrix product on the first device: the machine's usable peak."""
+  import jax
+  import jax.numpy as jnp
+
+  from models import conv
+
+  a = jax.random.normal(jax.random.key(0), (PEAK_SIZE, PEAK_SIZE), jnp.float32)
+  seconds = conv._seconds(jax.jit(jnp.matmul), (a, a), budget=1.0)
+  return 2 * PEAK_SIZE**3 / seconds / 1e9
 
 
 if __name__ == "__main__":

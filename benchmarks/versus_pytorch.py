@@ -8,7 +8,10 @@ For each network, two long-lived workers are started: convzoo's real data-parall
 device-resident uint8 batch, and its PyTorch eager twin (benchmarks/pytorch_twins.py, run by
 .venv-torch's Python, every core as a thread). Parameter counts must be equal. After both have
 compiled and warmed up, the run alternates between them `--rounds` times, each timing at least
-`--seconds` of steps while the other waits; the table shows medians and their ratio. Both run
+`--seconds` of steps while the other waits; the table shows medians and their ratio. With
+`--without_onednn` (the default, where the extension is built) a third worker runs convzoo with
+oneDNN switched off (CONVZOO_ONEDNN=off: its convolution routes before oneDNN), alternated with
+the other two, so before and after are measured in one sitting. Both run
 under jemalloc when it is installed (the Makefile target sets it up). Writes the table to
 benchmarks/results/versus_pytorch.md (or --out).
 """
@@ -29,6 +32,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import stepping  # noqa: E402
+from models import onednn  # noqa: E402
 
 TORCH_PYTHON = ROOT / ".venv-torch" / "bin" / "python"
 
@@ -48,6 +52,9 @@ flags.DEFINE_list("networks", list(NETWORKS), f"networks to compare, of: {', '.j
 flags.DEFINE_integer("rounds", 3, "alternations per network; medians are reported", lower_bound=1)
 flags.DEFINE_float("seconds", 6.0, "least time of steps per measurement", lower_bound=0.1)
 flags.DEFINE_string("out", str(ROOT / "benchmarks" / "results" / "versus_pytorch.md"), "table file")
+flags.DEFINE_bool(
+  "without_onednn", True, "also time convzoo with oneDNN switched off (its routes before it)"
+)
 flags.DEFINE_string("convzoo_worker", "", "internal: serve this network's convzoo step")
 
 
@@ -72,11 +79,12 @@ def serve_convzoo(name: str) -> None:
 class Worker:
   """A child process answering one JSON line per request line."""
 
-  def __init__(self, command: list[str], label: str):
+  def __init__(self, command: list[str], label: str, env: dict[str, str] | None = None):
     self.label = label
     self.process = subprocess.Popen(
-      command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+      command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+      env={**os.environ, **(env or {})},
+    )  # fmt: skip
     self.ready = self._answer()
 
   def _answer(self) -> dict:
@@ -95,49 +103,55 @@ class Worker:
     self.process.wait()
 
 
-def compare(name: str, rounds: int, seconds: float) -> dict:
-  """Medians of alternated measurements of both workers for one network."""
+def compare(name: str, rounds: int, seconds: float, baseline: bool) -> dict:
+  """Medians of alternated measurements of the workers for one network: convzoo, its PyTorch
+  twin and, with `baseline`, convzoo with oneDNN switched off (its routes before oneDNN)."""
   batch = NETWORKS[name][1]
-  convzoo = Worker([sys.executable, __file__, f"--convzoo_worker={name}"], f"convzoo {name}")
+  convzoo_command = [sys.executable, __file__, f"--convzoo_worker={name}"]
+  commands = {
+    "convzoo": (convzoo_command, {}),
+    "pytorch": ([str(TORCH_PYTHON), str(ROOT / "benchmarks" / "pytorch_twins.py"), name,
+                 str(batch)], {}),
+  }  # fmt: skip
+  if baseline:
+    commands["without_onednn"] = (convzoo_command, {onednn.SWITCH_ENV: "off"})
+  workers = {}
   try:
-    torch = Worker([str(TORCH_PYTHON), str(ROOT / "benchmarks" / "pytorch_twins.py"), name,
-                    str(batch)], f"PyTorch {name}")  # fmt: skip
-  except BaseException:
-    convzoo.close()
-    raise
-  try:
-    ours, theirs = convzoo.ready["parameters"], torch.ready["parameters"]
+    for label, (command, env) in commands.items():
+      workers[label] = Worker(command, f"{label} {name}", env)
+    ours, theirs = workers["convzoo"].ready["parameters"], workers["pytorch"].ready["parameters"]
     if ours != theirs:
       raise AssertionError(f"{name}: convzoo has {ours:,} parameters, its PyTorch twin {theirs:,}")
-    rates = {"convzoo": [], "pytorch": []}
+    rates = {label: [] for label in workers}
     for _ in range(rounds):
-      rates["convzoo"].append(convzoo.images_per_second(seconds))
-      rates["pytorch"].append(torch.images_per_second(seconds))
+      for label, worker in workers.items():
+        rates[label].append(worker.images_per_second(seconds))
   finally:
-    convzoo.close()
-    torch.close()
-  convzoo_rate, torch_rate = (statistics.median(rates[k]) for k in ("convzoo", "pytorch"))
+    for worker in workers.values():
+      worker.close()
+  medians = {label: statistics.median(r) for label, r in rates.items()}
   return {
     "network": name,
     "batch": batch,
     "parameters": ours,
-    "convzoo": convzoo_rate,
-    "pytorch": torch_rate,
-    "ratio": convzoo_rate / torch_rate,
+    **medians,
+    "ratio": medians["convzoo"] / medians["pytorch"],
+    "ratio_without_onednn": (medians["without_onednn"] / medians["pytorch"] if baseline else None),
     "spread": {k: (min(v), max(v)) for k, v in rates.items()},
-    "compile_seconds": convzoo.ready["compile_seconds"],
+    "compile_seconds": workers["convzoo"].ready["compile_seconds"],
   }
 
 
 def row(result: dict) -> str:
-  low, high = result["spread"]["convzoo"]
-  torch_low, torch_high = result["spread"]["pytorch"]
-  return (
-    f"| {result['network']} ({result['batch']}) | {result['parameters']:,} "
-    f"| {result['convzoo']:,.1f} ({low:,.1f}–{high:,.1f}) "
-    f"| {result['pytorch']:,.1f} ({torch_low:,.1f}–{torch_high:,.1f}) "
-    f"| **{result['ratio']:.2f}** |"
-  )
+  def rate(label: str) -> str:
+    low, high = result["spread"][label]
+    return f"{result[label]:,.1f} ({low:,.1f}–{high:,.1f})"
+
+  cells = [f"{result['network']} ({result['batch']})", f"{result['parameters']:,}"]
+  cells += [rate("convzoo"), rate("pytorch"), f"**{result['ratio']:.2f}**"]
+  if result["ratio_without_onednn"] is not None:
+    cells += [rate("without_onednn"), f"{result['ratio_without_onednn']:.2f}"]
+  return "| " + " | ".join(cells) + " |"
 
 
 def main(argv) -> None:
@@ -154,14 +168,16 @@ def main(argv) -> None:
       f"error: {TORCH_PYTHON} not found; run 'make bench-pytorch', which creates it "
       "('make torch-env', from requirements-torch.txt)"
     )
+  baseline = args.without_onednn and onednn.available()
   lines = [
     "| network (batch) | parameters | convzoo img/s (range) | PyTorch eager img/s (range) "
-    "| convzoo / PyTorch |",
-    "|---|---|---|---|---|",
+    "| convzoo / PyTorch |"
+    + (" convzoo without oneDNN img/s (range) | without oneDNN / PyTorch |" if baseline else ""),
+    "|---|---|---|---|---|" + ("---|---|" if baseline else ""),
   ]
   print("\n".join(lines), flush=True)
   for name in args.networks:
-    lines.append(row(compare(name, args.rounds, args.seconds)))
+    lines.append(row(compare(name, args.rounds, args.seconds, baseline)))
     print(lines[-1], flush=True)
   jemalloc = "jemalloc" if "jemalloc" in os.environ.get("LD_PRELOAD", "") else "glibc malloc"
   header = (

@@ -84,6 +84,8 @@ def create_model(model_config: Any, num_classes: int) -> ConvNet:
   config_values.check_choice("model.kernel_init", kernel_init, INITIALIZERS)
   conv_impl = model_config.get("conv_impl", "auto")
   config_values.check_choice("model.conv_impl", conv_impl, conv.IMPLEMENTATIONS)
+  if conv_impl == "onednn":
+    conv.check_onednn()
   epsilon = model_config.get("batch_norm_epsilon", 1e-5)
   momentum = model_config.get("batch_norm_momentum", 0.9)
   if not 0 < epsilon < 1:

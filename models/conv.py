@@ -8,11 +8,14 @@ c1 takes 2.86 ms forward where one matrix product per kernel tap, Σ_ij window(i
 takes 0.40 ms, and c5's input gradient 2.84 ms where the taps take 0.65. On the CIFAR ResNets'
 16-channel 3×3 layers it is the other way round (weight gradient: XLA 5.3 ms, taps 30 ms, as
 the taps' skinny products run slowly). So each layer's three products are chosen by timing
-the candidates once on this machine, and the choice is kept on disk so every later run (and
-every resume) makes the same one.
+the candidates once on this machine (on a batch cut to a bounded cost), and the choice is kept
+in this machine's cache. The routes a run used are part of the run: they are recorded in its
+workdir (conv_routes.json) and obeyed when it resumes and when it is evaluated, before the
+machine's cache, which comes before measuring ("Measuring the candidates" below).
 
 `model.conv_impl`: "auto" (the measured CPU route when JAX's backend is the CPU, XLA's
-convolution elsewhere), "xla", or "cpu".
+convolution elsewhere), "xla", "cpu", or "onednn" (oneDNN's for every product of every
+convolution, on the CPU; for tests and comparisons).
 """
 
 from __future__ import annotations
@@ -33,10 +36,11 @@ import numpy as np
 from jax import lax
 
 import caches
+from models import onednn
 
 Array = jax.Array
 Pads = tuple[tuple[int, int], tuple[int, int]]
-IMPLEMENTATIONS = ("auto", "xla", "cpu")
+IMPLEMENTATIONS = ("auto", "xla", "cpu", "onednn")
 DIMENSIONS = ("NHWC", "HWIO", "NHWC")
 # Below this many multiply-adds a convolution takes microseconds by any formulation, and the
 # measurement (a compile per candidate, ~0.1 s each) would cost more than a run could win back:
@@ -203,46 +207,210 @@ def weight_grad_patches(x: Array, g_out: Array, shape: ConvShape) -> Array:
   return dw.reshape(c, kh, kw, features).transpose(1, 2, 0, 3)
 
 
-FORWARD = {"xla": forward_xla, "taps": forward_taps}
-INPUT_GRAD = {"xla": input_grad_xla, "taps": input_grad_taps}
-WEIGHT_GRAD = {"xla": weight_grad_xla, "taps": weight_grad_taps, "patches": weight_grad_patches}
+# oneDNN's (models/onednn.py, native/): PyTorch's CPU convolution library, called from inside
+# the XLA program. On many of the zoo's layers it runs several times faster than XLA's own
+# (AlexNet's grouped 5×5: 6×); on others XLA's stays ahead, so it is one more candidate,
+# measured like the rest (benchmarks/conv_routes.py).
+FORWARD = {"xla": forward_xla, "taps": forward_taps, "onednn": onednn.forward}
+INPUT_GRAD = {"xla": input_grad_xla, "taps": input_grad_taps, "onednn": onednn.input_grad}
+WEIGHT_GRAD = {
+  "xla": weight_grad_xla, "taps": weight_grad_taps, "patches": weight_grad_patches,
+  "onednn": onednn.weight_grad,
+}  # fmt: skip
 
 
 def candidates(direction: str, shape: ConvShape) -> dict[str, Callable]:
+  """The formulations of `direction` that can compute `shape` on this machine."""
   table = {"forward": FORWARD, "input_grad": INPUT_GRAD, "weight_grad": WEIGHT_GRAD}[direction]
+  unusable = set()
   if shape.groups > 1:  # im2col mixes the groups' channels
-    table = {k: v for k, v in table.items() if k != "patches"}
-  return table
+    unusable.add("patches")
+  if not onednn.usable(direction, shape):  # not built, or only its reference kernel
+    unusable.add("onednn")
+  return {k: v for k, v in table.items() if k not in unusable}
 
 
 # ---------------------------------------------------------------------------------------------
-# Measuring the candidates, once per shape and machine.
+# Measuring the candidates, once per shape and machine; the routes a run used, kept with it.
+#
+# Where route() takes a shape's formulation from, first to last:
+#   1. the run's own record, WORKDIR/conv_routes.json (ROUTES_FILE): every route the run used,
+#      keyed like the machine's cache, written as the run first meets each shape (while its
+#      steps are first traced, so before its first checkpoint) and obeyed when it resumes, when
+#      eval.py evaluates it, and by visualize.py and predict.py. The run's arithmetic is part of
+#      the run: deleting the machine's cache, or resuming on a machine that measured otherwise,
+#      does not change which formulation computes which convolution.
+#      A recorded formulation this machine cannot run (oneDNN not built) is reported in one
+#      warning line and the shape is routed as if unrecorded; the record keeps the original.
+#   2. this machine's cache, caches.root()/conv_routes-MACHINE.json;
+#   3. a measurement (then kept in both), on the shape's batch cut to MEASURED_MACS.
+# route() is called while JAX traces a step, deep inside Flax modules, where nothing can be
+# passed to it: so the run's record is the one piece of process state here, `_book`, set only by
+# `with RouteBook(...)` for the length of the block (training.train_and_evaluate, evaluation.
+# evaluate_workdir, prediction and visualization around what they trace). Outside one, routes
+# come from the cache or a measurement, as before.
+
+ROUTES_FILE = "conv_routes.json"
+MIN_MACS_ENV = "CONVZOO_MIN_MEASURED_MACS"  # tests lower MIN_MEASURED_MACS to route small shapes
+# A shape is timed on its batch cut so that one product takes at most this many multiply-adds
+# (tens of milliseconds here): what a formulation costs per example is what decides, and
+# AlexNet's 10-crop evaluation batch (128 images of 227² per device) took minutes and gigabytes
+# to time whole.
+MEASURED_MACS = 1_000_000_000
+# A candidate whose first run takes this many times the best so far cannot win: not timed further.
+HOPELESS = 3.0
+# A candidate whose temporaries exceed this many times its operands and result is not timed, nor
+# chosen: its memory grows with the batch beyond any other's. The taps' forward sum keeps every
+# tap's product (XLA schedules the products first): AlexNet's 11×11 conv1 needs 121 outputs'
+# worth, 18 GB at its evaluation batch (128 per device), and timing it there took 81 s. The
+# other formulations need at most 10 times (ResNet's 3×3 layers by im2col: 9).
+MAX_TEMP_RATIO = 16
+
+_book: RouteBook | None = None  # the run whose routes are used and recorded: `with RouteBook`
+
+
+def min_measured_macs() -> int:
+  """MIN_MEASURED_MACS, or $CONVZOO_MIN_MEASURED_MACS where set."""
+  value = os.environ.get(MIN_MACS_ENV, "").strip()
+  if not value:
+    return MIN_MEASURED_MACS
+  try:
+    macs = int(value)
+  except ValueError:
+    macs = -1
+  if macs < 0:
+    raise ValueError(
+      f"${MIN_MACS_ENV} must be a number of multiply-adds (0 or more), got {value!r}"
+    )
+  return macs
 
 
 def cache_file() -> pathlib.Path:
-  machine = f"{platform.machine()}-{os.cpu_count()}cpu-jax{jax.__version__}"
+  """This machine's measured routes. The candidates are part of the name: routes measured
+  without oneDNN (not built, or CONVZOO_ONEDNN=off) never stand in for a measurement with it."""
+  candidates = "-onednn" if onednn.available() else ""
+  machine = f"{platform.machine()}-{os.cpu_count()}cpu-jax{jax.__version__}{candidates}"
   return caches.root() / f"conv_routes-{machine}.json"
+
+
+def _read_routes(path: pathlib.Path) -> dict[str, str]:
+  """A routes file's {key: formulation}; ValueError if it is not one, OSError if unreadable."""
+  routes = json.loads(path.read_text())
+  if not isinstance(routes, dict) or not all(
+    isinstance(k, str) and isinstance(v, str) for k, v in routes.items()
+  ):
+    raise ValueError("not a JSON object of formulation names")
+  return routes
 
 
 @functools.cache
 def _routes_on_disk() -> dict[str, str]:
   try:
-    return json.loads(cache_file().read_text())
+    return _read_routes(cache_file())
   except (OSError, ValueError):
     return {}
 
 
-def _remember(key: str, route: str) -> None:
+def _remember(entries: dict[str, str]) -> None:
   routes = _routes_on_disk()
-  routes[key] = route
+  routes.update(entries)
   path = cache_file()
   try:  # other runs may have added routes since this one read the file
-    current = json.loads(path.read_text()) if path.exists() else {}
+    current = _read_routes(path) if path.exists() else {}
   except (OSError, ValueError):
     current = {}
   current.update(routes)
   text = json.dumps(current, indent=0, sort_keys=True).encode()
   caches.write_atomically(path, lambda f: f.write(text))
+
+
+class RouteBook:
+  """The routes one run uses, kept in its workdir's ROUTES_FILE (see above); a context manager:
+  `with conv.RouteBook(workdir / conv.ROUTES_FILE, announce, write=lead):` around the tracing.
+
+  `recorded`: what the file holds (obeyed first); `used`: every route this process took,
+  recorded or not. With `write` (the run's lead process), a route taken for a key the file
+  does not hold is added to it at once: a few small writes while the steps are first traced,
+  so the file is complete before the first checkpoint is saved. Keys the file already holds are
+  never changed, by this process or by another one writing the same file (eval.py beside a
+  training run): each write merges into the file as it is then.
+  """
+
+  def __init__(
+    self, path: str | pathlib.Path, announce: Callable[[str], None] = print, write: bool = True
+  ):
+    self.path = pathlib.Path(path)
+    self.announce, self.write = announce, write
+    self.used: dict[str, str] = {}
+    self._warned: set[str] = set()
+    self._stamp = None
+    self.recorded: dict[str, str] = {}
+    self._reload()
+    self._previous: RouteBook | None = None
+
+  def __enter__(self) -> RouteBook:
+    """Routes every convolution traced inside the with-block by this record first."""
+    global _book
+    self._previous, _book = _book, self
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    global _book
+    _book = self._previous
+
+  def _reload(self) -> None:
+    """Reads the file again if it changed (another process may have added routes)."""
+    try:
+      stat = self.path.stat()
+    except OSError:
+      return
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    if stamp == self._stamp:
+      return
+    self._stamp = stamp
+    try:
+      self.recorded = _read_routes(self.path)
+    except (OSError, ValueError) as error:
+      if "unreadable" not in self._warned:
+        self._warned.add("unreadable")
+        self.announce(
+          f"warning: {self.path} cannot be read ({error}); its convolutions are routed as if "
+          "unrecorded"
+        )
+
+  def recorded_route(self, key: str, options: dict[str, Callable]) -> str | None:
+    """The recorded formulation of `key` when this machine has it among `options`, else None."""
+    if key not in self.recorded:
+      self._reload()
+    known = self.recorded.get(key)
+    if known is None or known in options:
+      return known
+    if key not in self._warned:
+      self._warned.add(key)
+      self.announce(
+        f"warning: {self.path} routes convolution {key} by {known!r}, which this machine "
+        f"cannot run (it has {', '.join(options)}); routing it by this machine's choice instead"
+      )
+    return None
+
+  def took(self, key: str, formulation: str) -> None:
+    """Notes that `key` is computed by `formulation`; adds it to the file if it is new there."""
+    self.used[key] = formulation
+    if not self.write or key in self.recorded:
+      return
+    try:
+      current = _read_routes(self.path) if self.path.exists() else {}
+    except (OSError, ValueError):
+      current = {}  # unreadable: replaced by what this process knows
+    self.recorded = {**self.recorded, key: formulation, **current}
+    text = json.dumps(self.recorded, indent=0, sort_keys=True).encode()
+    if not caches.write_atomically(self.path, lambda f: f.write(text)):
+      if "unwritable" not in self._warned:
+        self._warned.add("unwritable")
+        self.announce(f"warning: cannot write {self.path}; a resume may route convolutions anew")
+      return
+    stat = self.path.stat()
+    self._stamp = (stat.st_mtime_ns, stat.st_size)
 
 
 def _operands(direction: str, shape: ConvShape) -> tuple[np.ndarray, np.ndarray]:
@@ -254,14 +422,30 @@ def _operands(direction: str, shape: ConvShape) -> tuple[np.ndarray, np.ndarray]
     "weight_grad": (shape.input, shape.output),
   }[direction]
   return (
-    rng.standard_normal(first).astype(dtype),
-    rng.standard_normal(second).astype(dtype),
+    rng.standard_normal(first, np.float32).astype(dtype),
+    rng.standard_normal(second, np.float32).astype(dtype),
   )
 
 
-def _seconds(function: Callable, operands: tuple, budget: float = 0.2) -> float:
-  """Median seconds of `function(*operands)` over repeats filling about `budget` seconds."""
-  jax.block_until_ready(function(*operands))  # compile
+def timed_shape(shape: ConvShape) -> ConvShape:
+  """`shape` with its batch cut so that one product takes at most MEASURED_MACS."""
+  batch = shape.input[0]
+  per_example = max(1, shape.multiply_adds // batch)
+  return dataclasses.replace(
+    shape, input=(max(1, min(batch, MEASURED_MACS // per_example)), *shape.input[1:])
+  )
+
+
+def _seconds(
+  function: Callable, operands: tuple, budget: float = 0.2, cutoff: float = float("inf")
+) -> float:
+  """Median seconds of `function(*operands)` over repeats filling about `budget` seconds; the
+  first run's alone when that exceeds `cutoff` (it cannot win)."""
+  start = time.perf_counter()
+  jax.block_until_ready(function(*operands))  # compiles, if `function` is not compiled yet
+  first = time.perf_counter() - start
+  if first > cutoff:
+    return first
   start = time.perf_counter()
   jax.block_until_ready(function(*operands))
   once = time.perf_counter() - start
@@ -273,43 +457,94 @@ def _seconds(function: Callable, operands: tuple, budget: float = 0.2) -> float:
   return statistics.median(times)
 
 
-def route(direction: str, shape: ConvShape) -> str:
-  """The formulation of `direction` measured fastest for `shape` on this machine."""
-  options = candidates(direction, shape)
-  if shape.multiply_adds < MIN_MEASURED_MACS:
-    return "xla"
-  key = f"{direction}:{shape.key()}"
-  known = _routes_on_disk().get(key)
-  if known in options:
-    return known
+def _too_big(compiled: jax.stages.Compiled) -> bool:
+  """Whether `compiled` needs more than MAX_TEMP_RATIO times its operands and result besides."""
+  try:
+    memory = compiled.memory_analysis()
+    needed = memory.argument_size_in_bytes + memory.output_size_in_bytes
+    return memory.temp_size_in_bytes > MAX_TEMP_RATIO * needed
+  except (AttributeError, NotImplementedError, TypeError):  # a backend without the figures
+    return False
+
+
+def _fastest(direction: str, shape: ConvShape, options: dict[str, Callable]) -> str:
+  """The fastest of `options` on `shape`. One candidate's executable at a time: each is
+  compiled, timed and deleted before the next (a traced step holds nothing of them); one
+  whose memory is out of proportion (MAX_TEMP_RATIO) is not run, and one whose first run takes
+  HOPELESS× the best so far is not timed further."""
   with jax.ensure_compile_time_eval():
     device = jax.local_devices(backend="cpu")[0]
     operands = tuple(jax.device_put(o, device) for o in _operands(direction, shape))
-    timings = {
-      name: _seconds(jax.jit(functools.partial(f, shape=shape)), operands)
-      for name, f in options.items()
-    }
-  best = min(timings, key=timings.get)
-  _remember(key, best)
+    best, best_seconds = "xla", float("inf")
+    try:
+      for name, f in options.items():  # XLA's first: the yardstick the others must beat
+        compiled = jax.jit(functools.partial(f, shape=shape)).lower(*operands).compile()
+        if name == "xla" or not _too_big(compiled):
+          seconds = _seconds(compiled, operands, cutoff=HOPELESS * best_seconds)
+          if seconds < best_seconds:
+            best, best_seconds = name, seconds
+        del compiled  # its code and buffers go before the next candidate's are made
+    finally:
+      for operand in operands:
+        operand.delete()
   return best
+
+
+def _machine_route(direction: str, shape: ConvShape, options: dict[str, Callable]) -> str:
+  """This machine's choice for `shape`: XLA's below min_measured_macs(), else the cached one,
+  else measured now on timed_shape(shape) and cached under both shapes' keys."""
+  if shape.multiply_adds < min_measured_macs():
+    return "xla"
+  key = f"{direction}:{shape.key()}"
+  timed = timed_shape(shape)
+  timed_key = f"{direction}:{timed.key()}"
+  for known in (_routes_on_disk().get(key), _routes_on_disk().get(timed_key)):
+    if known in options:
+      if key not in _routes_on_disk():
+        _remember({key: known})
+      return known
+  best = _fastest(direction, timed, options)
+  _remember({key: best, timed_key: best})
+  return best
+
+
+def route(direction: str, shape: ConvShape) -> str:
+  """The formulation of `direction` for `shape`: the run's record's (`with RouteBook`), else this
+  machine's (cached or measured now); noted in the run's record either way."""
+  options = candidates(direction, shape)
+  key = f"{direction}:{shape.key()}"
+  book = _book
+  chosen = book.recorded_route(key, options) if book is not None else None
+  if chosen is None:
+    chosen = _machine_route(direction, shape, options)
+  if book is not None:
+    book.took(key, chosen)
+  return chosen
 
 
 # ---------------------------------------------------------------------------------------------
 # The convolution itself.
 
 
-def _cpu_conv(x: Array, w: Array, shape: ConvShape) -> Array:
+def _cpu_conv(
+  x: Array, w: Array, shape: ConvShape, choose: Callable[[str, ConvShape], str] | None = None
+) -> Array:
+  """The convolution as a custom-VJP op whose three products are `choose(direction, shape)`'s
+  formulations: the measured route (by default), or one formulation for all
+  (model.conv_impl=onednn)."""
+  choose = choose or route
+
   @jax.custom_vjp
   def conv(x, w):
-    return FORWARD[route("forward", shape)](x, w, shape)
+    return FORWARD[choose("forward", shape)](x, w, shape)
 
   def forward(x, w):
     return conv(x, w), (x, w)
 
   def backward(residuals, g_out):
     x, w = residuals
-    dx = INPUT_GRAD[route("input_grad", shape)](g_out, w, shape)
-    dw = WEIGHT_GRAD[route("weight_grad", shape)](x, g_out, shape)
+    dx = INPUT_GRAD[choose("input_grad", shape)](g_out, w, shape)
+    dw = WEIGHT_GRAD[choose("weight_grad", shape)](x, g_out, shape)
     return dx, dw
 
   conv.defvjp(forward, backward)
@@ -344,7 +579,27 @@ def conv2d(
   shape = conv_shape(x, kernel, stride, padding, groups)
   if implementation == "xla":
     return forward_xla(x, kernel, shape)
+  if implementation == "onednn":
+    check_onednn(shape)
+    return _cpu_conv(x, kernel, shape, lambda direction, shape: "onednn")
   return _cpu_conv(x, kernel, shape)
+
+
+def check_onednn(shape: ConvShape | None = None) -> None:
+  """Raises one line unless oneDNN is built (and, given a shape, has kernels for all three of
+  its products): what model.conv_impl=onednn needs."""
+  if not onednn.available():
+    raise ValueError(
+      f"model.conv_impl=onednn needs the oneDNN extension ({onednn.LIBRARY.name}; `make setup` "
+      "builds it); use model.conv_impl=auto"
+    )
+  if shape is not None:
+    for direction in ("forward", "input_grad", "weight_grad"):
+      if not onednn.implementation(direction, shape):
+        raise ValueError(
+          f"oneDNN has no {direction} kernel for convolution {shape.key()} on this processor "
+          f"({onednn.isa()}); use model.conv_impl=auto"
+        )
 
 
 def flax_conv(

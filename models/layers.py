@@ -40,7 +40,7 @@ class LayerSettings:
   axis_name: str | None = (
     None  # the devices' batch axis: statistics and masks span the global batch
   )
-  conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
+  conv_impl: str = "auto"  # models/conv.py: auto, xla, cpu or onednn
   backward: str = "gradient"  # BACKWARD_RULES: how max pools pass cotangents back
   # Flax's conventions: running = momentum·running + (1 − momentum)·batch (PyTorch's 0.1 is
   # 0.9 here); published weights bring their own epsilon (torchvision's GoogLeNet: 1e-3).

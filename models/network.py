@@ -27,7 +27,7 @@ class ConvNet(nn.Module):
   batch_norm: bool = False
   dtype: jnp.dtype = jnp.float32
   axis_name: str | None = None  # set when training data-parallel (parallel.AXIS)
-  conv_impl: str = "auto"  # models/conv.py: auto, xla or cpu
+  conv_impl: str = "auto"  # models/conv.py: auto, xla, cpu or onednn
   backward: str = "gradient"  # BACKWARD_RULES; the others serve visualisation only
   batch_norm_epsilon: float = 1e-5
   batch_norm_momentum: float = 0.9  # Flax's convention: PyTorch's momentum 0.1 is 0.9 here

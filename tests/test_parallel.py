@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -18,6 +19,7 @@ import numpy as np
 import optax
 import pytest
 
+import caches
 import checkpoints
 import cli
 import experiment
@@ -26,6 +28,7 @@ import records
 import schedules
 import training
 from input_pipeline import augment, color_pca
+from models import conv
 from models.layers import Conv, Dense, Dropout
 from models.network import ConvNet
 from tests.conftest import crash_after_checkpoint, make_config
@@ -308,11 +311,16 @@ def command(data_dir: str, workdir: pathlib.Path, *extra: str) -> list[str]:
 
 
 def run_until_checkpoint_then(
-  signal_number: int, data_dir: str, workdir: pathlib.Path
+  signal_number: int, data_dir: str, workdir: pathlib.Path, env: dict | None = None
 ) -> subprocess.CompletedProcess:
   """Starts a training process, sends it `signal_number` once a checkpoint is committed."""
   process = subprocess.Popen(
-    command(data_dir, workdir), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    command(data_dir, workdir),
+    cwd=REPO,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    env={**os.environ, **(env or {})},
   )
   deadline = time.monotonic() + 240
   while time.monotonic() < deadline and process.poll() is None:
@@ -335,9 +343,16 @@ def uninterrupted(tiny_data_dir, tmp_path_factory) -> dict:
   return saved_state(workdir, STEPS)
 
 
-def finish_and_compare(data_dir: str, workdir: pathlib.Path, expected: dict) -> str:
+def finish_and_compare(
+  data_dir: str, workdir: pathlib.Path, expected: dict, env: dict | None = None
+) -> str:
   result = subprocess.run(
-    command(data_dir, workdir), cwd=REPO, capture_output=True, text=True, timeout=300
+    command(data_dir, workdir),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, **(env or {})},
   )
   assert result.returncode == 0, result.stderr
   jax.tree.map(np.testing.assert_array_equal, expected, saved_state(workdir, STEPS))
@@ -351,6 +366,47 @@ def test_run_killed_mid_training_resumes_bit_identical(tiny_data_dir, tmp_path, 
   assert not (tmp_path / "checkpoints" / str(STEPS)).exists()  # it really died mid-run
   out = finish_and_compare(tiny_data_dir, tmp_path, uninterrupted)
   assert "resuming at step" in out
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_by_its_recorded_routes_whatever_the_machine_cache_says(
+  tiny_data_dir, tmp_path
+):
+  """The convolution routes are part of the run: a run killed mid-training and resumed where
+  the machine's route cache holds a different formulation for every shape it recorded (another
+  machine, or this one's cache deleted and measured anew) ends bit-identical to an
+  uninterrupted run."""
+  cache = tmp_path / "cache"
+  # Every shape is measured (LeNet-5 at 4 images per device is below MIN_MEASURED_MACS).
+  env = {caches.CACHE_ENV: str(cache), conv.MIN_MACS_ENV: "0"}
+  whole, run = tmp_path / "whole", tmp_path / "run"
+  result = subprocess.run(
+    command(tiny_data_dir, whole),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, **env},
+  )
+  assert result.returncode == 0, result.stderr
+  (cache_file,) = cache.glob("conv_routes-*.json")
+  measured = json.loads(cache_file.read_text())
+  killed = run_until_checkpoint_then(signal.SIGKILL, tiny_data_dir, run, env)
+  assert killed.returncode == -signal.SIGKILL
+  assert not (run / "checkpoints" / str(STEPS)).exists()  # it really died mid-run
+  recorded = json.loads((run / conv.ROUTES_FILE).read_text())
+  # The train step's routes, all three products of LeNet-5's three convolutions, as measured.
+  assert len(recorded) >= 9
+  assert {key.split(":")[0] for key in recorded} == {"forward", "input_grad", "weight_grad"}
+  assert recorded == {key: measured[key] for key in recorded}
+  # The cache as another machine might have it: every shape by another formulation.
+  shutil.rmtree(cache)
+  cache.mkdir()
+  other = {key: "taps" if route == "xla" else "xla" for key, route in measured.items()}
+  (cache / cache_file.name).write_text(json.dumps(other))
+  out = finish_and_compare(tiny_data_dir, run, saved_state(whole, STEPS), env)
+  assert "resuming at step" in out
+  assert json.loads((run / conv.ROUTES_FILE).read_text()).items() >= recorded.items()
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import caches
 import checkpoints
 import evaluation
 import experiment
@@ -21,6 +22,7 @@ import schedules
 import training
 from configs import default
 from input_pipeline import augment
+from models import conv
 from tests.conftest import TINY_TEST, TINY_TRAIN, crash_after_checkpoint, make_config, run_script
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -133,6 +135,10 @@ def test_run_writes_results_curves_and_logs(trained_tiny_run):
   assert [r["step"] for r in rows["eval"]] == [20, 40]
   assert all(r["images_per_second"] > 0 for r in rows["train"])
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["20", "40"]
+  # Every convolution route the run took, small shapes (XLA's, unmeasured) included.
+  routes = json.loads((tmp_path / conv.ROUTES_FILE).read_text())
+  assert {key.split(":")[0] for key in routes} == {"forward", "input_grad", "weight_grad"}
+  assert len(routes) == 3 * 3 + 3  # LeNet-5's three convolutions: training and evaluation
 
 
 @pytest.mark.slow
@@ -209,6 +215,26 @@ def test_eval_restores_the_newest_checkpoint(tiny_config, tmp_path, trained_tiny
   for key in ("top1_error", "top5_error", "num_examples"):
     assert metrics[key] == trained[key]
   assert metrics["loss"] == pytest.approx(trained["loss"], rel=1e-6)
+
+
+def test_eval_of_a_workdir_computes_by_the_run_s_recorded_routes(
+  tiny_config, tmp_path, trained_tiny_run, monkeypatch
+):
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  monkeypatch.setenv(caches.CACHE_ENV, str(tmp_path / "cache"))
+  monkeypatch.setenv(conv.MIN_MACS_ENV, "0")  # this machine would measure every shape
+  conv._routes_on_disk.cache_clear()
+  monkeypatch.setattr(conv, "_fastest", lambda direction, shape, options: "xla")
+  taken, route = [], conv.route
+  monkeypatch.setattr(conv, "route", lambda d, shape: taken.append(route(d, shape)) or taken[-1])
+  record = workdir / conv.ROUTES_FILE
+  routes = json.loads(record.read_text())
+  routes = {k: "taps" if k.startswith("forward:") else v for k, v in routes.items()}
+  record.write_text(json.dumps(routes))
+  evaluation.evaluate_workdir(tiny_config(), workdir)
+  assert taken and set(taken) == {"taps"}  # the record's, not the machine's
+  assert json.loads(record.read_text()) == routes
+  conv._routes_on_disk.cache_clear()
 
 
 def test_eval_without_checkpoint_is_a_clear_error(tiny_config, tmp_path):

@@ -20,6 +20,7 @@ import input_pipeline
 import models
 import parallel
 from input_pipeline import augment
+from models import conv
 from visualization import page, plan, receptive, techniques
 from visualization.network import Network
 
@@ -68,12 +69,14 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> str:
     names,
     folder,
   )
-  for name in planned.techniques:
-    began = time.perf_counter()
-    section = techniques.TECHNIQUES[name](subject)
-    seconds = time.perf_counter() - began
-    parallel.announce(f"{name}: {folder / section[1]} ({seconds:.1f} s)")
-    recorded = page.record(folder, name, section, seconds, step)
+  # The run's convolution routes where it recorded them (models/conv.py); read, never written.
+  with conv.RouteBook(workdir / conv.ROUTES_FILE, parallel.announce, write=False):
+    for name in planned.techniques:
+      began = time.perf_counter()
+      section = techniques.TECHNIQUES[name](subject)
+      seconds = time.perf_counter() - began
+      parallel.announce(f"{name}: {folder / section[1]} ({seconds:.1f} s)")
+      recorded = page.record(folder, name, section, seconds, step)
   title = f"{config.model.name} on {info.name}, step {step}: {workdir}"
   shown = page.sections(folder, recorded, step, list(techniques.TECHNIQUES))
   written = page.write(folder, title, shown)
