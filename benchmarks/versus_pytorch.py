@@ -9,9 +9,10 @@ device-resident uint8 batch, and its PyTorch eager twin (benchmarks/pytorch_twin
 .venv-torch's Python, every core as a thread). Parameter counts must be equal. After both have
 compiled and warmed up, the run alternates between them `--rounds` times, each timing at least
 `--seconds` of steps while the other waits; the table shows medians and their ratio. With
-`--without_onednn` (the default, where the extension is built) a third worker runs convzoo with
-oneDNN switched off (CONVZOO_ONEDNN=off: its convolution routes before oneDNN), alternated with
-the other two, so before and after are measured in one sitting. Both run
+`--without_onednn` (the default, where the extension is built) convzoo's worker is then replaced
+by one with oneDNN switched off (CONVZOO_ONEDNN=off: its convolution routes before oneDNN),
+alternated with the same PyTorch worker, so before and after are measured in one sitting
+against one reference (PyTorch's median is over both halves). Both run
 under jemalloc when it is installed (the Makefile target sets it up). Writes the table to
 benchmarks/results/versus_pytorch.md (or --out).
 """
@@ -104,31 +105,34 @@ class Worker:
 
 
 def compare(name: str, rounds: int, seconds: float, baseline: bool) -> dict:
-  """Medians of alternated measurements of the workers for one network: convzoo, its PyTorch
-  twin and, with `baseline`, convzoo with oneDNN switched off (its routes before oneDNN)."""
+  """Medians of alternated measurements for one network: convzoo against its PyTorch twin and
+  then, with `baseline`, convzoo with oneDNN switched off (its routes before oneDNN) against the
+  same twin. Two workers at a time: three VGG-16 workers (11 GB each) exceed a 24 GB machine."""
   batch = NETWORKS[name][1]
   convzoo_command = [sys.executable, __file__, f"--convzoo_worker={name}"]
-  commands = {
-    "convzoo": (convzoo_command, {}),
-    "pytorch": ([str(TORCH_PYTHON), str(ROOT / "benchmarks" / "pytorch_twins.py"), name,
-                 str(batch)], {}),
-  }  # fmt: skip
-  if baseline:
-    commands["without_onednn"] = (convzoo_command, {onednn.SWITCH_ENV: "off"})
-  workers = {}
+  torch_command = [str(TORCH_PYTHON), str(ROOT / "benchmarks" / "pytorch_twins.py"), name,
+                   str(batch)]  # fmt: skip
+  contenders = {"convzoo": {}, "without_onednn": {onednn.SWITCH_ENV: "off"}}
+  if not baseline:
+    del contenders["without_onednn"]
+  rates = {label: [] for label in (*contenders, "pytorch")}
+  torch = Worker(torch_command, f"PyTorch {name}")
   try:
-    for label, (command, env) in commands.items():
-      workers[label] = Worker(command, f"{label} {name}", env)
-    ours, theirs = workers["convzoo"].ready["parameters"], workers["pytorch"].ready["parameters"]
-    if ours != theirs:
-      raise AssertionError(f"{name}: convzoo has {ours:,} parameters, its PyTorch twin {theirs:,}")
-    rates = {label: [] for label in workers}
-    for _ in range(rounds):
-      for label, worker in workers.items():
-        rates[label].append(worker.images_per_second(seconds))
+    for label, env in contenders.items():
+      convzoo = Worker(convzoo_command, f"{label} {name}", env)
+      try:
+        ours, theirs = convzoo.ready["parameters"], torch.ready["parameters"]
+        if ours != theirs:
+          raise AssertionError(f"{name}: convzoo has {ours:,}, its PyTorch twin {theirs:,}")
+        if label == "convzoo":
+          compile_seconds = convzoo.ready["compile_seconds"]
+        for _ in range(rounds):
+          rates[label].append(convzoo.images_per_second(seconds))
+          rates["pytorch"].append(torch.images_per_second(seconds))
+      finally:
+        convzoo.close()
   finally:
-    for worker in workers.values():
-      worker.close()
+    torch.close()
   medians = {label: statistics.median(r) for label, r in rates.items()}
   return {
     "network": name,
@@ -138,7 +142,7 @@ def compare(name: str, rounds: int, seconds: float, baseline: bool) -> dict:
     "ratio": medians["convzoo"] / medians["pytorch"],
     "ratio_without_onednn": (medians["without_onednn"] / medians["pytorch"] if baseline else None),
     "spread": {k: (min(v), max(v)) for k, v in rates.items()},
-    "compile_seconds": workers["convzoo"].ready["compile_seconds"],
+    "compile_seconds": compile_seconds,
   }
 
 

@@ -18,7 +18,15 @@ import models
 import training
 from models import conv, onednn
 from tests.conftest import make_config
-from tests.test_conv import SHAPES, assert_close, grid, operands, reference, shape_of
+from tests.test_conv import (
+  SHAPES,
+  assert_close,
+  assert_through_conv2d_equals_xla,
+  grid,
+  operands,
+  reference,
+  shape_of,
+)
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN extension not built")
 
@@ -88,21 +96,7 @@ def test_conv_impl_onednn_value_and_gradients_equal_xla(
   input_shape, kernel, features, stride, padding, groups
 ):
   """Through conv2d's custom VJP, as a network calls it (model.conv_impl=onednn)."""
-  x, w = operands(input_shape, kernel, features, groups)
-
-  def value_and_grads(implementation):
-    def f(x, w):
-      pads = padding if isinstance(padding, str) else ((padding, padding),) * 2
-      y = conv.conv2d(x, w, stride, pads, groups, implementation)
-      return jnp.sum(jnp.sin(y)), y
-
-    return jax.jit(jax.value_and_grad(f, argnums=(0, 1), has_aux=True))(x, w)
-
-  (_, y), grads = value_and_grads("onednn")
-  (_, y_xla), grads_xla = value_and_grads("xla")
-  assert_close(y, y_xla)
-  for actual, expected in zip(grads, grads_xla, strict=True):
-    assert_close(actual, expected)
+  assert_through_conv2d_equals_xla("onednn", input_shape, kernel, features, stride, padding, groups)
 
 
 @needs_onednn

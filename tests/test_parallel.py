@@ -336,16 +336,12 @@ def run_until_checkpoint_then(
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_data_dir, tmp_path_factory) -> dict:
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  result = subprocess.run(
-    command(tiny_data_dir, workdir), cwd=REPO, capture_output=True, text=True, timeout=300
-  )
-  assert result.returncode == 0, result.stderr
+  train_to_the_end(tiny_data_dir, workdir)
   return saved_state(workdir, STEPS)
 
 
-def finish_and_compare(
-  data_dir: str, workdir: pathlib.Path, expected: dict, env: dict | None = None
-) -> str:
+def train_to_the_end(data_dir: str, workdir: pathlib.Path, env: dict | None = None) -> str:
+  """Runs (or resumes) the training process to its last step; its stdout."""
   result = subprocess.run(
     command(data_dir, workdir),
     cwd=REPO,
@@ -355,8 +351,15 @@ def finish_and_compare(
     env={**os.environ, **(env or {})},
   )
   assert result.returncode == 0, result.stderr
-  jax.tree.map(np.testing.assert_array_equal, expected, saved_state(workdir, STEPS))
   return result.stdout
+
+
+def finish_and_compare(
+  data_dir: str, workdir: pathlib.Path, expected: dict, env: dict | None = None
+) -> str:
+  out = train_to_the_end(data_dir, workdir, env)
+  jax.tree.map(np.testing.assert_array_equal, expected, saved_state(workdir, STEPS))
+  return out
 
 
 @pytest.mark.slow
@@ -380,15 +383,7 @@ def test_a_killed_run_resumes_by_its_recorded_routes_whatever_the_machine_cache_
   # Every shape is measured (LeNet-5 at 4 images per device is below MIN_MEASURED_MACS).
   env = {caches.CACHE_ENV: str(cache), conv.MIN_MACS_ENV: "0"}
   whole, run = tmp_path / "whole", tmp_path / "run"
-  result = subprocess.run(
-    command(tiny_data_dir, whole),
-    cwd=REPO,
-    capture_output=True,
-    text=True,
-    timeout=300,
-    env={**os.environ, **env},
-  )
-  assert result.returncode == 0, result.stderr
+  train_to_the_end(tiny_data_dir, whole, env)
   (cache_file,) = cache.glob("conv_routes-*.json")
   measured = json.loads(cache_file.read_text())
   killed = run_until_checkpoint_then(signal.SIGKILL, tiny_data_dir, run, env)
