@@ -28,6 +28,7 @@ import workdirs
 from experiment import TOP_K, TrainState
 from input_pipeline import augment
 from models import conv
+from reporting import predictions as saved_predictions
 
 PROTOCOLS = ("single", "ten_crop")  # the centre crop; the four corners, the centre and mirrors
 
@@ -56,19 +57,36 @@ def classification_counts(
 
 def eval_step(
   state: TrainState, batch: dict[str, jax.Array], preprocess: Callable
-) -> dict[str, jax.Array]:
-  """Counts over the global batch; several crops of an image average their softmax outputs."""
+) -> tuple[dict[str, jax.Array], dict[str, jax.Array]]:
+  """Counts over the global batch, and this device's per-example predictions
+  (`example_predictions`); several crops of an image average their softmax outputs."""
   crops = preprocess(batch["image"])  # [crops, B, H, W, C]
   apply = lambda images: state.apply_fn(
     {"params": state.params, "batch_stats": state.batch_stats}, images, train=False
   )[0]
   logits = jax.lax.map(apply, crops)
   if crops.shape[0] == 1:
-    return parallel.total(classification_counts(logits[0], batch["label"], batch["mask"]))
-  mean_probabilities = jnp.mean(jax.nn.softmax(logits), axis=0)
-  return parallel.total(
-    classification_counts(jnp.log(mean_probabilities), batch["label"], batch["mask"])
-  )
+    scores = logits[0]
+  else:
+    scores = jnp.log(jnp.mean(jax.nn.softmax(logits), axis=0))
+  counts = parallel.total(classification_counts(scores, batch["label"], batch["mask"]))
+  return counts, example_predictions(scores, batch["label"], batch["mask"])
+
+
+def example_predictions(
+  scores: jax.Array, labels: jax.Array, mask: jax.Array
+) -> dict[str, jax.Array]:
+  """Per example: the top-5 classes (ranked as `classification_counts` ranks them), their
+  probabilities, the true class's probability, the label and the mask."""
+  probabilities = jax.nn.softmax(scores)
+  top_classes = jax.lax.top_k(scores, min(TOP_K, scores.shape[-1]))[1]
+  return {
+    "classes": top_classes.astype(jnp.int32),
+    "probabilities": jnp.take_along_axis(probabilities, top_classes, axis=-1),
+    "true_probability": jnp.take_along_axis(probabilities, labels[:, None], axis=-1)[:, 0],
+    "label": labels,
+    "mask": mask,
+  }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,21 +98,29 @@ def evaluate(
   batches: Iterator[dict[str, np.ndarray]],
   mapped_eval_step: Callable,
   data_parallel: parallel.DataParallel,
-) -> dict[str, float]:
-  """Top-1/top-5 error (%), mean loss and example count over every batch, each example once;
-  top-5 error None for fewer than 5 classes."""
-  totals = None
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+  """Top-1/top-5 error (%), mean loss and example count over every batch, each example once
+  (top-5 error None for fewer than 5 classes); and the per-example predictions of the whole
+  split, in its order (`classes`, `probabilities`, `true_probability`, `label`)."""
+  totals, per_batch = None, []
   for batch in batches:
-    counts = mapped_eval_step(state, data_parallel.shard(batch))
+    counts, predictions = mapped_eval_step(state, data_parallel.shard(batch))
     totals = counts if totals is None else jax.tree.map(jnp.add, totals, counts)
+    per_batch.append(predictions)  # kept on the devices: no wait for each batch here
   totals = data_parallel.unreplicate(totals)
   count = float(totals["count"])
-  return {
+  metrics = {
     "top1_error": 100.0 * float(totals["top1_errors"]) / count,
     "top5_error": 100.0 * float(totals["top5_errors"]) / count if "top5_errors" in totals else None,
     "loss": float(totals["loss"]) / count,
     "num_examples": int(round(count)),
   }
+  gathered = [data_parallel.gather(predictions) for predictions in per_batch]
+  real = np.concatenate([batch.pop("mask") for batch in gathered]) > 0
+  predictions = {
+    name: np.concatenate([batch[name] for batch in gathered])[real] for name in gathered[0]
+  }
+  return metrics, predictions
 
 
 def eval_protocols(config: ml_collections.ConfigDict) -> tuple[str, ...]:
@@ -121,19 +147,20 @@ def evaluate_protocols(
   config,
   eval_steps: dict[str, Callable],
   data_parallel: parallel.DataParallel,
-) -> dict[str, dict[str, float]]:
-  """Metrics of every protocol over the whole eval split (replicated `state`)."""
+) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, np.ndarray]]]:
+  """Metrics and per-example predictions of every protocol over the whole eval split
+  (replicated `state`)."""
   if "ten_crop" in eval_steps:  # ten times the work of the single crop: say so before it
     parallel.announce(f"evaluating {len(data.eval)} images × 10 crops …")
-  return {
-    protocol: evaluate(
+  results, predictions = {}, {}
+  for protocol, mapped_eval_step in eval_steps.items():
+    results[protocol], predictions[protocol] = evaluate(
       state,
       input_pipeline.eval_batches(data.eval, config.eval_batch_size, data_parallel.process_part()),
       mapped_eval_step,
       data_parallel,
     )
-    for protocol, mapped_eval_step in eval_steps.items()
-  }
+  return results, predictions
 
 
 def evaluate_and_record(
@@ -145,9 +172,12 @@ def evaluate_and_record(
   eval_steps: dict[str, Callable],
   data_parallel: parallel.DataParallel,
 ) -> dict[str, float]:
-  """Evaluates every protocol, logs and records each; returns the single-crop metrics."""
+  """Evaluates every protocol, logs and records each (results.json, predictions.npz); returns
+  the single-crop metrics."""
   step = int(data_parallel.unreplicate(state.step))
-  results = evaluate_protocols(state, data, config, eval_steps, data_parallel)
+  results, predictions = evaluate_protocols(state, data, config, eval_steps, data_parallel)
+  if parallel.is_lead_process():
+    saved_predictions.write(workdir, step, config.dataset.eval_split, predictions)
   for protocol, metrics in results.items():
     split = "eval" if protocol == "single" else f"eval_{protocol}"
     scalars = {k: metrics[k] for k in ("loss", "top1_error", "top5_error")}
@@ -164,7 +194,8 @@ def evaluate_and_record(
 def evaluate_workdir(
   config: ml_collections.ConfigDict, workdir: str | pathlib.Path
 ) -> dict[str, dict[str, Any]]:
-  """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json."""
+  """Restores the newest checkpoint in `workdir`, evaluates every protocol, records results.json
+  and predictions.npz."""
   workdir = workdirs.check_usable(workdir)  # absolute, as orbax needs
   parallel.initialize_distributed(config)
   data_parallel = parallel.DataParallel(config.num_devices)
@@ -183,16 +214,18 @@ def evaluate_workdir(
   # the routes of shapes the run never met (another batch, ten crops) are added to its record.
   lead = parallel.is_lead_process()
   with conv.RouteBook(workdir / conv.ROUTES_FILE, parallel.announce, write=lead):
-    results = evaluate_protocols(
+    results, predictions = evaluate_protocols(
       data_parallel.replicate(state),
       data,
       config,
       create_eval_steps(config, data.stats, data_parallel),
       data_parallel,
     )
+  if lead:
+    saved_predictions.write(workdir, step, config.dataset.eval_split, predictions)
   for protocol, metrics in results.items():
     metrics["step"] = step
-    if parallel.is_lead_process():
+    if lead:
       records.write_results(workdir, protocol, metrics)
   return results
 

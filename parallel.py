@@ -207,5 +207,18 @@ class DataParallel:
     """Host numpy copies of the first device's replica of every leaf."""
     return jax.tree.map(lambda x: np.array(x.addressable_data(0)[0]), tree)
 
+  def gather(self, tree: Any) -> Any:
+    """Host numpy of a mapped step's per-example outputs [devices, B/devices, ...] as the global
+    batch [B, ...], in its order, on every process (a collective across hosts)."""
+
+    def whole(x: jax.Array) -> np.ndarray:
+      if x.is_fully_addressable:
+        values = np.asarray(x)
+      else:  # every process's devices, in the mesh's order: the order of the global batch
+        values = np.asarray(multihost_utils.process_allgather(x, tiled=True))
+      return values.reshape(-1, *values.shape[2:])
+
+    return jax.tree.map(whole, tree)
+
   def _place(self, local: np.ndarray) -> jax.Array:
     return jax.make_array_from_process_local_data(self._sharding, np.ascontiguousarray(local))

@@ -140,13 +140,22 @@ def test_ten_crop_evaluation_averages_the_softmax_of_each_crop():
   devices = parallel.DataParallel(num_devices=1)
   step = evaluation.create_eval_steps(config, stats, devices)["ten_crop"]
   batch = {"image": images, "label": labels, "mask": np.ones(3, np.float32)}
-  counts = devices.unreplicate(step(devices.replicate(state), devices.shard(batch)))
+  counts, predictions = step(devices.replicate(state), devices.shard(batch))
+  counts = devices.unreplicate(counts)
   crops = augment.ten_crops(jnp.asarray(images, jnp.float32) / 255.0, 24)
   logits = [model.apply(variables, crop)[0] for crop in crops]
   probabilities = np.mean([jax.nn.softmax(l) for l in logits], axis=0)
   expected_loss = -np.log(probabilities[np.arange(3), labels]).sum()
   assert counts["loss"] == pytest.approx(expected_loss, rel=1e-4)
   assert counts["top1_errors"] == np.sum(probabilities.argmax(-1) != labels)
+  # The saved predictions (reporting/predictions.py) are the averaged softmax's top 5.
+  predictions = devices.gather(predictions)
+  np.testing.assert_array_equal(predictions["classes"][:, 0], probabilities.argmax(-1))
+  top5 = -np.sort(-probabilities, axis=-1)[:, :5]
+  np.testing.assert_allclose(predictions["probabilities"], top5, rtol=1e-4)
+  np.testing.assert_allclose(
+    predictions["true_probability"], probabilities[np.arange(3), labels], rtol=1e-4
+  )
 
 
 def test_same_seed_same_augmentation():

@@ -59,11 +59,14 @@ def test_eval_counts_all_10000_test_examples_for_any_batch_size(real_data_dir):
   evaluate = lambda batch_size: evaluation.evaluate(
     devices.replicate(state), input_pipeline.eval_batches(data.eval, batch_size), eval_step, devices
   )
-  reference = evaluate(500)
+  reference, reference_predictions = evaluate(500)
   assert reference["num_examples"] == 10_000
   for batch_size in (10_000, 999, 4096, 12_345):
-    metrics = evaluate(batch_size)
+    metrics, predictions = evaluate(batch_size)
     assert metrics["num_examples"] == 10_000
+    # Every example once, in the split's order, whatever the padding of the last batch.
+    np.testing.assert_array_equal(predictions["label"], data.eval.read(np.arange(10_000))[1])
+    np.testing.assert_array_equal(predictions["classes"], reference_predictions["classes"])
     assert metrics["top1_error"] == pytest.approx(reference["top1_error"], abs=1e-9)
     assert metrics["top5_error"] == pytest.approx(reference["top5_error"], abs=1e-9)
     assert metrics["loss"] == pytest.approx(reference["loss"], rel=1e-5)
