@@ -5,20 +5,28 @@
 Reads DIR/config.json, so a fine-tuned, subset or resumed run evaluates with --workdir alone;
 --config.FIELD=VALUE changes only how it is evaluated (config_rules.EVALUATION_FIELDS: batch
 size, crop protocol, split, data folder, devices). Prints top-1 and top-5 error (single crop, and
-ten-crop with `eval.ten_crop`) and writes them into DIR/results.json. The work is done by
-evaluation.evaluate_workdir.
+ten-crop with `eval.ten_crop`), writes them into DIR/results.json, the per-example predictions
+into DIR/predictions.npz, and the run's page, DIR/report.html (reporting/run_page.py). The work
+is done by evaluation.evaluate_workdir.
 """
+
+import pathlib
 
 from absl import flags
 
 import cli
 import config_rules
 import evaluation
+import parallel
+from reporting import run_page
 
 
 def main() -> str:
   cli.check_overrides(FLAGS.config, FLAGS.workdir, config_rules.EVALUATION_FIELDS)
-  return evaluation.results_lines(evaluation.evaluate_workdir(FLAGS.config, FLAGS.workdir))
+  results = evaluation.evaluate_workdir(FLAGS.config, FLAGS.workdir)
+  if parallel.is_lead_process():
+    run_page.write_or_say(pathlib.Path(FLAGS.workdir), parallel.announce)
+  return evaluation.results_lines(results)
 
 
 if __name__ == "__main__":

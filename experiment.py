@@ -143,3 +143,20 @@ def create_for_loaded_data(
   return create_model_and_state(
     config, data.info.num_classes, input_pipeline.input_shape(config, data.info), len(data.train)
   )
+
+
+def model_and_input(
+  config: ml_collections.ConfigDict,
+) -> tuple[models.ConvNet, tuple[int, int, int], int]:
+  """The config's network, its input shape and class count: what training on the config's
+  dataset would see, else (dataset not prepared here) the config's crop, or the network's
+  native input, and the network's native classes."""
+  entry = models.entry(config.model.name)
+  shape, classes = entry.input_shape, entry.num_classes
+  try:
+    info = input_pipeline.check_dataset(config)
+    shape, classes = input_pipeline.input_shape(config, info), info.num_classes
+  except ValueError:
+    size = config.dataset.crop_size or shape[0]
+    shape = (size, size, shape[2])
+  return models.create_model(config.model, classes), shape, classes

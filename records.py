@@ -19,6 +19,9 @@ from matplotlib.figure import Figure
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 CURVES_FILE = "curves.png"
+# What became of the training run: status (running, finished, stopped, interrupted, failed),
+# message, devices, total_steps, started and ended (ISO times).
+RUN_FILE = "run.json"
 TENSORBOARD = "tensorboard"  # the folder of the event files
 
 
@@ -133,31 +136,33 @@ def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
   return path
 
 
-def plot_errors_against_params(
-  rows: Sequence[Mapping[str, Any]], path: pathlib.Path, highlight: str
+SIZE_LABELS = {"params": "parameters", "flops": "multiply-adds per image (FLOPs)"}
+
+
+def plot_errors_against(
+  rows: Sequence[Mapping[str, Any]], size: str, path: pathlib.Path, highlight: str
 ) -> None:
-  """Top-1 test error against parameters, one labelled point per row that has an error
-  (`variant`, `params`, `top1_error`); the `highlight` variant in another colour."""
+  """Top-1 test error against a size (`params` or `flops`, SIZE_LABELS), one labelled point per
+  row that has an error (`variant`, the size, `top1_error`); the `highlight` variant in another
+  colour."""
   figure = Figure(figsize=(7, 4.5))
   axis = figure.subplots()
   for row in rows:
     if row.get("top1_error") is None:
       continue
-    axis.scatter(
-      row["params"], row["top1_error"], color="C3" if row["variant"] == highlight else "C0"
-    )
+    axis.scatter(row[size], row["top1_error"], color="C3" if row["variant"] == highlight else "C0")
     axis.annotate(
       row["variant"],
-      (row["params"], row["top1_error"]),
+      (row[size], row["top1_error"]),
       textcoords="offset points",
       xytext=(4, 4),
       fontsize=8,
     )
   axis.set(
     xscale="log",
-    xlabel="parameters",
+    xlabel=SIZE_LABELS[size],
     ylabel="top-1 test error (%)",
-    title="error against parameters",
+    title=f"error against {SIZE_LABELS[size].split(' (')[0]}",
   )
   axis.grid(alpha=0.3)
   save(figure, path)
@@ -166,6 +171,13 @@ def plot_errors_against_params(
 def save(figure: Figure, path: pathlib.Path) -> None:
   figure.tight_layout()
   figure.savefig(path, dpi=100)
+
+
+def record_run(workdir: pathlib.Path, **fields: Any) -> dict:
+  """Sets `fields` in `DIR/run.json`, adding the time as `ended` when the status is an end."""
+  now = datetime.datetime.now().isoformat(timespec="seconds")
+  stamp = {"started": now} if fields.get("status") == "running" else {"ended": now}
+  return update_json(workdir / RUN_FILE, {**fields, **stamp})
 
 
 def write_results(workdir: pathlib.Path, protocol: str, metrics: Mapping[str, float]) -> dict:

@@ -34,6 +34,7 @@ import records
 import tables
 import training
 from models import accounting
+from reporting import run_page, study_page
 
 BASELINE = "baseline"
 DONE_FILE = "study_run.json"  # written in a variant's workdir when it has finished
@@ -178,6 +179,7 @@ def run_study(
     statuses[variant.name] = run_variant(variant, workdir / variant.name)
   rows = table_rows(variants, statuses, workdir)
   write_tables(rows, workdir)
+  run_page.write_or_say(workdir, print, study_page.write)
   return rows
 
 
@@ -235,4 +237,4 @@ def write_tables(rows: list[dict[str, Any]], workdir: pathlib.Path) -> None:
   """DIR/study.csv, DIR/study.md and DIR/study.png."""
   (workdir / "study.csv").write_text(tables.csv_table(rows))
   (workdir / "study.md").write_text(tables.markdown_table(rows) + "\n")
-  records.plot_errors_against_params(rows, workdir / "study.png", BASELINE)
+  records.plot_errors_against(rows, "params", workdir / "study.png", BASELINE)

@@ -15,7 +15,7 @@ from absl import flags
 from absl import logging as absl_logging
 
 import cli
-import input_pipeline
+import experiment
 import models
 from models import accounting
 
@@ -31,16 +31,12 @@ def resolve_model(
   """The model, its input shape and class count, from --config or --model (and overrides)."""
   if (config is None) == (name is None):
     raise ValueError("give exactly one of --config and --model")
-  model_config = config.model if config is not None else ml_collections.ConfigDict({"name": name})
-  entry = models.entry(model_config.name)
-  shape, classes = entry.input_shape, entry.num_classes
   if config is not None:
-    try:  # what training on the config's dataset would see
-      info = input_pipeline.check_dataset(config)
-      shape, classes = input_pipeline.input_shape(config, info), info.num_classes
-    except ValueError:  # dataset not prepared here: the crop the config asks for, or native
-      size = config.dataset.crop_size or shape[0]
-      shape = (size, size, shape[2])
+    _, shape, classes = experiment.model_and_input(config)
+    model_config = config.model
+  else:
+    model_config = ml_collections.ConfigDict({"name": name})
+    shape, classes = models.entry(name).input_shape, models.entry(name).num_classes
   if input_size is not None:
     shape = (input_size, input_size, shape[2])
   classes = num_classes or classes

@@ -39,11 +39,13 @@ import records
 import schedules
 import workdirs
 from evaluation import cross_entropy_loss
-from experiment import TrainState
+from experiment import TOP_K, TrainState
 from input_pipeline import augment
 from models import conv
+from reporting import run_page
 
-# Averaged over the steps since the last log; the learning rate is the one the logged step used.
+# Averaged over the steps since the last log and printed; the learning rate is the one the logged
+# step used. The top-5 error (more than 5 classes) is written to the logs only.
 TRAIN_METRICS = ("loss", "top1_error")
 
 
@@ -86,8 +88,11 @@ def train_step(
   new_state = state.apply_scaled_gradients(
     parallel.mean(grads), state.plateau.scale, batch_stats=batch_stats
   )
-  top1_error = 100.0 * jnp.mean(jnp.argmax(logits, -1) != batch["label"])
-  metrics = parallel.mean({"loss": loss, "top1_error": top1_error})
+  metrics = {"loss": loss, "top1_error": 100.0 * jnp.mean(jnp.argmax(logits, -1) != batch["label"])}
+  if logits.shape[-1] > TOP_K:  # with 5 classes or fewer every label is in the top 5
+    top5 = jax.lax.top_k(logits, TOP_K)[1]
+    metrics["top5_error"] = 100.0 * jnp.mean(~jnp.any(top5 == batch["label"][:, None], axis=1))
+  metrics = parallel.mean(metrics)
   metrics["learning_rate"] = learning_rate_fn(state.step) * state.plateau.scale
   return new_state, metrics
 
@@ -161,43 +166,69 @@ def train_and_evaluate(
   num_train = len(data.train)
   model, learning_rate_fn, state = experiment.create_for_loaded_data(config, data)
   lead = parallel.is_lead_process()
-  with (
-    workdirs.hold(workdir) if lead else contextlib.nullcontext(),
-    # The convolution routes the run uses (models/conv.py): those its workdir records are
-    # obeyed (a resume computes as the run began), new ones added as its steps are first traced.
-    conv.RouteBook(workdir / conv.ROUTES_FILE, parallel.announce, write=lead),
-  ):
-    start_step, restored = checkpoints.restore(workdir, state, parallel.announce)
-    if restored is None and config.init_from:
-      state = state.replace(
-        **finetune.initialize_from(
-          config.init_from,
-          {"params": state.params, "batch_stats": state.batch_stats},
-          parallel.announce,
-          config.init_reset,
+  recorded = False  # whether run.json says this run began: then it also says how it ended
+  try:
+    with (
+      workdirs.hold(workdir) if lead else contextlib.nullcontext(),
+      # The convolution routes the run uses (models/conv.py): those its workdir records are
+      # obeyed (a resume computes as the run began), new ones added as its steps are first traced.
+      conv.RouteBook(workdir / conv.ROUTES_FILE, parallel.announce, write=lead),
+    ):
+      start_step, restored = checkpoints.restore(workdir, state, parallel.announce)
+      if restored is None and config.init_from:
+        state = state.replace(
+          **finetune.initialize_from(
+            config.init_from,
+            {"params": state.params, "batch_stats": state.batch_stats},
+            parallel.announce,
+            config.init_reset,
+          )
         )
+      num_steps = schedules.total_steps(config, num_train)
+      if lead:
+        checkpoints.write_config(config, workdir)
+        records.record_run(
+          workdir, status="running", devices=data_parallel.describe(), total_steps=num_steps
+        )
+        recorded = True
+      state = data_parallel.replicate(state if restored is None else restored)
+      parallel.announce(
+        f"{config.model.name} on {info.name}: {num_train} training examples, "
+        f"{schedules.steps_per_epoch(config, num_train)} steps/epoch, {num_steps} steps, batch "
+        f"{config.batch_size} over {data_parallel.describe()}"
+        + (f", resuming at step {start_step}" if start_step else "")
       )
-    if lead:
-      checkpoints.write_config(config, workdir)
-    state = data_parallel.replicate(state if restored is None else restored)
-    parallel.announce(
-      f"{config.model.name} on {info.name}: {num_train} training examples, "
-      f"{schedules.steps_per_epoch(config, num_train)} steps/epoch, "
-      f"{schedules.total_steps(config, num_train)} steps, batch {config.batch_size} over "
-      f"{data_parallel.describe()}" + (f", resuming at step {start_step}" if start_step else "")
-    )
-    train_step = create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
-    manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
-    try:
-      with Preemption(config.log_every_steps) as preemption:
-        final_metrics = train_loop(
-          config, state, data, workdir, manager, train_step, data_parallel, preemption, started
-        )
-    finally:
-      checkpoints.finish(manager)  # a save in flight completes even when the loop fails
+      train_step = create_train_step(config, model, learning_rate_fn, data.stats, data_parallel)
+      manager = checkpoints.create_manager(workdir, config.keep_checkpoints)
+      try:
+        with Preemption(config.log_every_steps) as preemption:
+          final_metrics = train_loop(
+            config, state, data, workdir, manager, train_step, data_parallel, preemption, started
+          )
+      finally:
+        checkpoints.finish(manager)  # a save in flight completes even when the loop fails
+  except BaseException as error:
+    if recorded:  # the page of a run that did not finish says so, and shows what it has
+      with contextlib.suppress(OSError):  # the error that stopped the run is the one to raise
+        record_end(workdir, error)
+    raise
   if lead:
     parallel.announce(f"curves written to {records.plot_curves(workdir)}")
+    record_end(workdir, None)
   return final_metrics
+
+
+def record_end(workdir: pathlib.Path, error: BaseException | None) -> None:
+  """Says in run.json how the run ended (`error`: what stopped it), then writes its page."""
+  if error is None:
+    records.record_run(workdir, status="finished", message="")
+  else:
+    status = {cli.Preempted: "stopped", KeyboardInterrupt: "interrupted"}.get(type(error), "failed")
+    message = str(error).splitlines()[0] if str(error) else ""
+    if status == "failed":
+      message = f"{type(error).__name__}: {message}"
+    records.record_run(workdir, status=status, message=message)
+  run_page.write_or_say(workdir, parallel.announce)
 
 
 def create_train_step(
@@ -326,9 +357,10 @@ def log_train_metrics(
   summary = {name: float(np.mean([v[name] for v in values])) for name in TRAIN_METRICS}
   summary["learning_rate"] = float(values[-1]["learning_rate"])
   parallel.announce(progress.line(pending[-1][0], summary))
-  writer.write(
-    pending[-1][0], "train", {**summary, "images_per_second": progress.images_per_second}
-  )
+  logged = {"images_per_second": progress.images_per_second}
+  if "top5_error" in values[0]:
+    logged["top5_error"] = float(np.mean([v["top5_error"] for v in values]))
+  writer.write(pending[-1][0], "train", {**summary, **logged})
 
 
 def check_finite(

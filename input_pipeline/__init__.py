@@ -210,11 +210,16 @@ def decoded_file(
   return caches.root() / "decoded" / f"{slug}-{digest}.npz"
 
 
+def open_split(config: Any, split: str, info: datasets.DatasetInfo) -> SplitReader:
+  """A split's reader holding only the config's classes (`dataset.classes`), relabelled."""
+  reader = open_reader(config, split, info)
+  if info.classes:
+    reader.keep_classes(info.classes)
+  return reader
+
+
 def load_data(config: Any) -> Data:
   info = check_dataset(config)
-  train = open_reader(config, config.dataset.train_split, info)
-  evaluation = open_reader(config, config.dataset.eval_split, info)
-  if info.classes:
-    train.keep_classes(info.classes)
-    evaluation.keep_classes(info.classes)
+  train = open_split(config, config.dataset.train_split, info)
+  evaluation = open_split(config, config.dataset.eval_split, info)
   return Data(info, train, evaluation, load_stats(config, train, train.shape[-1]))

@@ -15,6 +15,7 @@ import input_pipeline
 import models
 import studies
 from models import accounting
+from tests import pages
 from tests.conftest import crash_after_checkpoint
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -85,6 +86,16 @@ def test_study_runs_every_variant_reports_failures_and_resumes(tiny_config, tmp_
     assert [r["variant"] for r in csv.DictReader(f)] == list(by_name)
   assert "| no_f6 | " in (tmp_path / "study.md").read_text()
   assert (tmp_path / "study.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  # The study's page: the table, the curves, error against size, each variant's own page.
+  page = pages.read(tmp_path / "report.html", pages.STUDY_SECTIONS)
+  assert [link for link in page.links if not link.startswith("#")] == [
+    f"{name}/report.html" for name in by_name
+  ]
+  assert {"report/curves.png", "report/error_params.png", "report/error_flops.png"} <= set(
+    page.images
+  )
+  assert 'no_f6 ran model.remove: "f6"' in page.text  # how a variant differs from the baseline
+  assert "Failed: FloatingPointError" in (tmp_path / "diverges" / "report.html").read_text()
 
   # A second invocation trains nothing that finished; the failed variant is tried again.
   finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "no_f6").rglob("*")}

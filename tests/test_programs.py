@@ -20,10 +20,20 @@ PROGRAMS = {
   "summary.py": "--model",
   "import_weights.py": "--source",
   "predict.py": "--workdir",
+  "report.py": "--workdir",
   "-m input_pipeline.color_pca": "--config",
 }
 # Modules run as programs: `if __name__ == "__main__"` and a command line of their own.
-PROGRAM_MODULES = {"train", "eval", "ablate", "visualize", "summary", "import_weights", "predict"}
+PROGRAM_MODULES = {
+  "train",
+  "eval",
+  "ablate",
+  "visualize",
+  "summary",
+  "import_weights",
+  "predict",
+  "report",
+}
 
 
 def run_all(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess]:
@@ -96,6 +106,10 @@ BAD_VALUES = {
       "--config.dataset.train_split=train[:100]",
     ],
     "error: batch_size 128 is larger than the training split (100 examples)",
+  ),
+  "report-missing-folder": (
+    ["report.py", "--workdir=/nonexistent/convzoo-run"],
+    "error: --workdir=/nonexistent/convzoo-run: no such folder",
   ),
   "misspelt-field": (
     ["train.py", "--config=configs/default.py", "--workdir={w}", "--config.datset.crop_size=28"],

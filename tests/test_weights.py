@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import pages
 import pytest
 import safetensors.numpy
 import tensorflow_datasets as tfds
@@ -25,6 +26,7 @@ import finetune
 import models
 import prediction
 from input_pipeline import augment, color_pca
+from reporting import run_page
 from visualization import suite
 from weights import importing, sources
 
@@ -298,7 +300,12 @@ def test_eval_visualize_and_init_from_take_an_imported_workdir(imported_resnet18
     assert results["single"]["num_examples"] == 4
     assert 0 <= results["single"]["top1_error"] <= 100  # percent
     suite.run(config, imported_resnet18)
+    # The page of an imported run: what it is, its predictions, and a link to its pictures.
+    page = pages.read(run_page.write(imported_resnet18), pages.RUN_SECTIONS)
   assert (imported_resnet18 / "visualizations" / "filters.png").is_file()
+  assert "Imported from torchvision:resnet18, not trained here." in page.text
+  assert "single-crop predictions of 4 'validation' examples at step 0" in page.text
+  assert "visualizations/index.html" in page.links
   # init_from: a 10-class fine-tune keeps every imported layer but the new head.
   model = models.create_model(config.model, 10)
   fresh = model.init(jax.random.key(1), jnp.zeros((1, 64, 64, 3)))
