@@ -8,18 +8,30 @@ import json
 
 import jax
 import jax.numpy as jnp
+import matplotlib
 import ml_collections
 import numpy as np
 import pytest
 
 import models
+import records
 from input_pipeline import augment
 from models.layers import Dense
 from models.network import ConvNet
 from tests.conftest import TINY_TEST, run_script, snapshot
-from visualization import attribution, receptive, sanity, suite, synthesis, techniques, units
+from visualization import (
+  attribution,
+  drawing,
+  receptive,
+  sanity,
+  suite,
+  synthesis,
+  techniques,
+  units,
+)
 from visualization.network import Network
 from visualization.page import INDEX
+from visualization.plan import Plan
 
 # One network of each family and kind of block, at small inputs. The other zoo networks are
 # these at other depths and widths (test_the_zoo_holds_no_kind_of_layer_the_above_lack), and
@@ -450,6 +462,176 @@ def test_every_technique_runs_on_every_zoo_network(name):
   assert units.filter_images(network.variables["params"][first]["kernel"]).ndim == 4
   fields = receptive.receptive_fields(network.model, x.shape[1:], classes)
   assert fields[spatial[0]] is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# The pictures: what their colours and axes mean, read from the figures themselves.
+
+
+@pytest.fixture
+def drawn(monkeypatch) -> dict:
+  """The figures the drawing functions save, by file name (saved as ever, then kept)."""
+  figures = {}
+  save = records.save
+
+  def keep(figure, path):
+    save(figure, path)
+    figures[path.name] = figure
+
+  monkeypatch.setattr(records, "save", keep)
+  return figures
+
+
+def lenet5_subject(folder) -> techniques.Subject:
+  """Two images and an untrained seven-class LeNet-5, as the techniques take them."""
+  network, x, classes = zoo_network("lenet5")
+  settings = {
+    "seed": 0,
+    "batch": 64,
+    "occlusion_patch": 8,
+    "occlusion_stride": 4,
+    "ig_steps": 2,
+    "smooth_grad_samples": 2,
+    "smooth_grad_noise": 0.1,
+  }
+  return techniques.Subject(
+    network,
+    ml_collections.ConfigDict({"visualize": settings}),
+    None,
+    Plan([], "c3", [], {}, np.arange(2), False, []),
+    {},
+    x,
+    jnp.array([1, 3]),
+    [f"class {c}" for c in range(classes)],
+    folder,
+  )
+
+
+def grid_cells(figure) -> list[list]:
+  """A grid's image axes as rows of columns, top to bottom and left to right."""
+  cells = [a for a in figure.axes if a.images]
+  rows = sorted({round(a.get_position().y0, 6) for a in cells}, reverse=True)
+  return [
+    sorted(
+      (a for a in cells if round(a.get_position().y0, 6) == y), key=lambda a: a.get_position().x0
+    )
+    for y in rows
+  ]
+
+
+def keys(figure) -> list:
+  """A grid's keys (colour bars and legends), left to right: its axes without an image."""
+  return sorted((a for a in figure.axes if not a.images), key=lambda a: a.get_position().x0)
+
+
+def check_under(figure, key, column: int) -> None:
+  """`key` lies under the grid's column `column`, inside the figure and clear of every image."""
+  cells = grid_cells(figure)
+  assert key.get_subplotspec().colspan == cells[0][column].get_subplotspec().colspan
+  assert key.get_position().y1 <= min(cell.get_position().y0 for cell in cells[-1])
+  extent = key.get_tightbbox()  # with its ticks, label or legend
+  assert figure.bbox.x0 <= extent.x0 and figure.bbox.y0 <= extent.y0
+  assert extent.x1 <= figure.bbox.x1 and extent.y1 <= figure.bbox.y1
+  for row in cells:
+    for cell in row:
+      assert not extent.overlaps(cell.get_window_extent())
+
+
+def read_by_bar(figure, bar, column: int) -> np.ndarray:
+  """A grid column's images as its colour bar reads them: the images hold 0–1, the colour
+  map's ends, which the bar labels low–high."""
+  low, high = bar.get_xlim()
+  shown = np.stack([np.asarray(row[column].images[0].get_array()) for row in grid_cells(figure)])
+  return low + shown * (high - low)
+
+
+HEAT_MAPS = {  # technique: its colour bar's label, and whether its maps are signed
+  "saliency": ("|∂S_c/∂I|\n÷ its per-image maximum", False),
+  "grad_cam": ("Grad-CAM at c3\n÷ its per-image maximum", False),
+  "integrated_gradients": ("|integrated gradients|\n÷ its per-image maximum", False),
+  "smooth_grad": ("|SmoothGrad|\n÷ its per-image maximum", False),
+  "guided": ("guided ∂S_c/∂I\n÷ its per-image max |·|", True),
+  "deconvnet": ("c3 unit's deconvnet projection\n÷ its per-image max |·|", True),
+}
+
+
+@pytest.mark.parametrize("name", HEAT_MAPS)
+def test_heat_maps_have_a_colour_bar_that_reads_the_drawn_values_truly(name, tmp_path, drawn):
+  techniques.TECHNIQUES[name](lenet5_subject(tmp_path))
+  figure = drawn[f"{name}.png"]
+  (bar,) = keys(figure)
+  check_under(figure, bar, column=1)
+  label, is_signed = HEAT_MAPS[name]
+  assert bar.get_xlabel() == label
+  assert bar.get_xlim() == ((-1.0, 1.0) if is_signed else (0.0, 1.0))
+  with np.load(tmp_path / f"{name}.npz") as saved:
+    maps = saved["maps"]
+  assert (maps < 0).any() if is_signed else (maps >= 0).all()
+  # What the bar says each drawn value is: the map divided by its largest |value|.
+  bound = np.abs(maps).max(axis=tuple(range(1, maps.ndim)), keepdims=True)
+  values = read_by_bar(figure, bar, column=1)
+  np.testing.assert_allclose(values, (maps / bound).reshape(values.shape), atol=1e-6)
+
+
+def test_occlusion_has_a_probability_bar_and_a_legend_of_exactly_the_classes_shown(tmp_path, drawn):
+  subject = lenet5_subject(tmp_path)
+  techniques.occlusion(subject)
+  figure = drawn["occlusion.png"]
+  bar, legend_axis = keys(figure)
+  check_under(figure, bar, column=1)
+  check_under(figure, legend_axis, column=2)
+  assert bar.get_xlabel() == "p(true class)" and bar.get_xlim() == (0.0, 1.0)
+  with np.load(tmp_path / "occlusion.npz") as saved:
+    probability, top = saved["probability"], saved["top_class"]
+  np.testing.assert_allclose(read_by_bar(figure, bar, column=1), probability, atol=1e-6)
+  legend = legend_axis.get_legend()
+  present = np.unique(top)
+  names = [t.get_text() for t in legend.get_texts()]
+  assert names == [subject.class_names[c] for c in present]
+  # Every cell of the class maps is drawn in its class's legend colour.
+  colours = {n: h.get_facecolor()[:3] for n, h in zip(names, legend.legend_handles, strict=True)}
+  classes = np.stack([np.asarray(row[2].images[0].get_array()) for row in grid_cells(figure)])
+  for c in present:
+    np.testing.assert_allclose(
+      classes[top == c], np.broadcast_to(colours[f"class {c}"], classes[top == c].shape), atol=1e-6
+    )
+  assert len(set(colours.values())) == len(colours)
+
+
+def test_class_colours_name_the_largest_classes_when_too_many_for_a_palette():
+  names = [f"class {c}" for c in range(1000)]
+  # 25 classes, class 100 + k covering 25 − k cells: the 18 largest are 100–117.
+  maps = np.concatenate([np.full(25 - k, 100 + k) for k in range(25)]).reshape(1, 1, -1)
+  rgb, legend = drawing.class_colours(maps, names)
+  assert list(legend) == [f"class {100 + k}" for k in range(18)] + ["7 other classes"]
+  assert len(set(legend.values())) == 19
+  for name, colour in legend.items():
+    where = maps == int(name.split()[1]) if name.startswith("class") else maps >= 118
+    np.testing.assert_allclose(rgb[where], np.broadcast_to(colour, rgb[where].shape))
+  few, legend = drawing.class_colours(np.array([[[3, 1]]]), names[:10])
+  assert list(legend) == ["class 1", "class 3"]  # by id; class c in tab10's colour c, as t-SNE
+  np.testing.assert_allclose(few[0, 0], [matplotlib.colormaps["tab10"].colors[c] for c in (3, 1)])
+
+
+def test_plots_with_axes_name_what_their_axes_hold(tmp_path, drawn):
+  drawing.line_plot(tmp_path / "sanity.png", ["output", "f6"], {"saliency": [0.4, 0.3]}, "sanity")
+  drawing.scatter(
+    tmp_path / "tsne.png",
+    np.array([[0.0, 0.0], [1.0, 2.0]]),
+    np.array([0, 1]),
+    ["a", "b"],
+    np.zeros((1, 4, 4, 1)),
+    np.zeros((1, 2)),
+    "t-SNE",
+  )
+  (line,) = drawn["sanity.png"].axes
+  assert "rank correlation" in line.get_ylabel() and "(unitless)" in line.get_ylabel()
+  assert line.get_xlabel() == "re-initialised from the output down to this layer (cumulative)"
+  (points,) = drawn["tsne.png"].axes
+  assert [points.get_xlabel(), points.get_ylabel()] == [
+    "t-SNE dimension 1 (unitless)",
+    "t-SNE dimension 2 (unitless)",
+  ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -93,7 +93,12 @@ def filters(s: Subject) -> Section:
         rows.append([images[f, ..., c] for f in range(min(16, len(images)))])
         labels.append(f"{name} in {c}")
   s.save("filters", **arrays)
-  picture = drawing.grid(s.folder / "filters.png", rows, "filters", row_labels=labels)
+  picture = drawing.grid(
+    s.folder / "filters.png",
+    rows,
+    "filters, each scaled from its lowest weight (black) to its highest (white)",
+    row_labels=labels,
+  )
   return (
     "filters",
     picture.name,
@@ -199,17 +204,15 @@ def occlusion(s: Subject) -> Section:
   evaluated = probability.size
   s.save("occlusion", probability=probability, top_class=top, rows=rows, cols=cols)
   pixels = drawing.photo(s.pixels(s.x))
-  grid_rows = [
-    [pixels[i], probability[i], top[i] / max(len(s.class_names) - 1, 1)] for i in range(len(s.x))
-  ]
+  top_colours, legend = drawing.class_colours(top, s.class_names)
   picture = drawing.grid(
     s.folder / "occlusion.png",
-    grid_rows,
+    [[pixels[i], probability[i], top_colours[i]] for i in range(len(s.x))],
     "occlusion",
     row_labels=s.label_names,
     column_labels=["image", "p(true class)", "most likely class"],
-    cmap="viridis",
     cell=1.6,
+    keys=[None, drawing.ColourBar("p(true class)"), legend],
   )
   return (
     "occlusion",
@@ -227,38 +230,47 @@ def _beside_images(
   name: str,
   arrays: np.ndarray,
   shown: np.ndarray,
-  cmap: str,
+  bar: drawing.ColourBar,
   description: str,
   settings: dict,
 ) -> Section:
   """A picture per explained image, beside the image: saved as `name`.npz and `name`.png."""
   s.save(name, maps=arrays, labels=s.labels)
   picture = drawing.beside_images(
-    s.folder / f"{name}.png", s.pixels(s.x), shown, name, s.label_names, cmap
+    s.folder / f"{name}.png", s.pixels(s.x), shown, name, s.label_names, bar
   )
   return name, picture.name, description, settings
 
 
 def _map_section(
-  s: Subject, name: str, maps: jax.Array, description: str, settings: dict
+  s: Subject, name: str, maps: jax.Array, quantity: str, description: str, settings: dict
 ) -> Section:
-  """Heat maps [N, H, W], each scaled to [0, 1]."""
+  """Non-negative heat maps [N, H, W] of `quantity`, each divided by its maximum."""
   maps = np.asarray(maps)
-  return _beside_images(s, name, maps, drawing.scaled(maps), "inferno", description, settings)
+  bar = drawing.ColourBar(f"{quantity}\n÷ its per-image maximum", "inferno")
+  return _beside_images(s, name, maps, drawing.relative(maps), bar, description, settings)
 
 
 def _signed_section(
-  s: Subject, name: str, grads: jax.Array, description: str, settings: dict
+  s: Subject, name: str, grads: jax.Array, quantity: str, description: str, settings: dict
 ) -> Section:
-  """Gradient-like images [N, H, W, C], zero drawn grey."""
+  """Gradient-like images [N, H, W, C] of `quantity`, each divided by its largest |value|:
+  zero drawn grey."""
   grads = np.asarray(grads)
-  return _beside_images(s, name, grads, drawing.signed(grads), "gray", description, settings)
+  each = "\n(each colour channel)" if grads.shape[-1] > 1 else ""  # what the bar reads in RGB
+  bar = drawing.ColourBar(f"{quantity}\n÷ its per-image max |·|{each}", "gray", -1.0, 1.0)
+  return _beside_images(s, name, grads, drawing.signed(grads), bar, description, settings)
 
 
 def saliency(s: Subject) -> Section:
   maps = attribution.saliency(s.network.scores(), s.x, s.labels)
   return _map_section(
-    s, "saliency", maps, "|∂S_c/∂I|, the maximum over channels, for the true class c.", {}
+    s,
+    "saliency",
+    maps,
+    "|∂S_c/∂I|",
+    "|∂S_c/∂I|, the maximum over channels, for the true class c.",
+    {},
   )
 
 
@@ -273,6 +285,7 @@ def deconvnet(s: Subject) -> Section:
     s,
     "deconvnet",
     grads,
+    f"{s.layer} unit's deconvnet projection",
     f"Zeiler & Fergus's deconvnet projection of a {s.layer} unit (the first of unit_ids, else "
     "each image's most active one) "
     "(ReLUs pass positive signals back whatever their input; max pools route to the argmax).",
@@ -286,6 +299,7 @@ def guided(s: Subject) -> Section:
     s,
     "guided",
     grads,
+    "guided ∂S_c/∂I",
     "Guided backpropagation of the true class: only positive gradients pass a ReLU, and only "
     "where its input was positive.",
     {},
@@ -357,7 +371,12 @@ def inversion(s: Subject) -> Section:
 def grad_cam(s: Subject) -> Section:
   maps = attribution.grad_cam(*s.network.split(s.layer), s.x, s.labels)
   return _map_section(
-    s, "grad_cam", maps, f"Grad-CAM of the true class at {s.layer}.", {"layer": s.layer}
+    s,
+    "grad_cam",
+    maps,
+    f"Grad-CAM at {s.layer}",
+    f"Grad-CAM of the true class at {s.layer}.",
+    {"layer": s.layer},
   )
 
 
@@ -369,6 +388,7 @@ def integrated_gradients(s: Subject) -> Section:
     s,
     "integrated_gradients",
     jnp.abs(attributions).max(-1),
+    "|integrated gradients|",
     "Integrated gradients of the true class from the mean image (zero input), |·| max over "
     "channels; they sum to S(x) − S(baseline).",
     {"steps": s.settings.ig_steps},
@@ -388,6 +408,7 @@ def smooth_grad(s: Subject) -> Section:
     s,
     "smooth_grad",
     jnp.abs(grads).max(-1),
+    "|SmoothGrad|",
     "SmoothGrad: the gradient averaged over noisy copies, |·| max over channels.",
     {"samples": s.settings.smooth_grad_samples, "noise": s.settings.smooth_grad_noise},
   )
