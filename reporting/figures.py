@@ -131,13 +131,17 @@ def example_image(image: np.ndarray, path: pathlib.Path, size: float = 1.6) -> p
 def overlaid_curves(
   runs: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]], path: pathlib.Path
 ) -> pathlib.Path | None:
-  """Several runs' training loss and evaluation top-1 error against step, a colour per run."""
-  panels = (("train", "loss", "training loss", "cross-entropy"),)
-  panels += (("eval", "top1_error", "test top-1 error", "top-1 error (%)"),)
+  """Several runs' training loss, training top-1 error and test top-1 error against step, a
+  colour per run."""
+  panels = (
+    ("train", "loss", "training loss", "cross-entropy"),
+    ("train", "top1_error", "training top-1 error", "top-1 error (%, the log interval's batches)"),
+    ("eval", "top1_error", "test top-1 error", "top-1 error (%)"),
+  )
   if not any(runs.values()):
     return None
-  figure = Figure(figsize=(11, 4))
-  for axis, (split, key, title, ylabel) in zip(figure.subplots(1, 2), panels, strict=True):
+  figure = Figure(figsize=(14, 4))
+  for axis, (split, key, title, ylabel) in zip(figure.subplots(1, 3), panels, strict=True):
     for number, (name, metrics) in enumerate(runs.items()):
       rows = [row for row in metrics.get(split, []) if row.get(key) is not None]
       if rows:
@@ -146,12 +150,38 @@ def overlaid_curves(
           [row["step"] for row in rows],
           [row[key] for row in rows],
           style,
-          markersize=3,
+          markersize=4,
           color=f"C{number % 10}",
           label=name,
         )
     axis.set(title=title, xlabel="step", ylabel=ylabel)
     axis.grid(alpha=0.3)
     axis.legend(fontsize=7)
+  records.save(figure, path)
+  return path
+
+
+def errors_by_variant(
+  rows: Sequence[Mapping[str, Any]], baseline: str, path: pathlib.Path
+) -> pathlib.Path:
+  """Each variant's top-1 test error as a bar (the baseline's in another colour), its value and
+  its delta written beside it; variants with no error are left out."""
+  shown = [row for row in rows if row.get("top1_error") is not None]
+  figure = Figure(figsize=(7, 1.0 + 0.4 * len(shown)))
+  axis = figure.subplots()
+  errors = [row["top1_error"] for row in shown]
+  colours = ["C3" if row["variant"] == baseline else "C0" for row in shown]
+  axis.barh(range(len(shown)), errors, color=colours)
+  axis.set_yticks(range(len(shown)), [row["variant"] for row in shown], fontsize=8)
+  axis.invert_yaxis()  # the table's order
+  for y, row in enumerate(shown):
+    delta = row.get("top1_error_delta")
+    note = f" {row['top1_error']:.2f}" + (
+      f" ({delta:+.2f})" if delta is not None and row["variant"] != baseline else ""
+    )
+    axis.text(row["top1_error"], y, note, va="center", fontsize=7)
+  axis.set_xlim(0, max(max(errors) * 1.25, 1.0))  # room for the labels; 1 % when all are 0
+  axis.set(xlabel="top-1 test error (%)", title=f"top-1 test error (delta against {baseline})")
+  axis.grid(alpha=0.3, axis="x")
   records.save(figure, path)
   return path

@@ -3,7 +3,9 @@ escaped (names and values come from configs and files written elsewhere)."""
 
 from __future__ import annotations
 
+import datetime
 import html
+import pathlib
 import re
 from collections.abc import Iterable, Sequence
 
@@ -40,6 +42,41 @@ def page(title: str, body: Sequence[str]) -> str:
       "",
     ]
   )
+
+
+def emptied_assets(folder: pathlib.Path) -> pathlib.Path:
+  """The folder of a page's pictures, without the pictures of an earlier page (which may have
+  shown more wrong images, or a plot this one leaves out)."""
+  folder.mkdir(exist_ok=True)
+  for old in folder.glob("*.png"):
+    old.unlink()
+  return folder
+
+
+def write_page(
+  path: pathlib.Path,
+  title: str,
+  head: Sequence[str],
+  parts: Sequence[tuple[str, str, Sequence[str]]],
+  rewrite: str,
+) -> pathlib.Path:
+  """Writes a report page: `head`, links to the `parts` ((id, title, body) each), the parts as
+  sections, and when and how it was written (`rewrite`: the command that writes it again).
+  Written to a temporary file and renamed, so a reader never sees half a page."""
+  body = [
+    *head,
+    contents([(i, t) for i, t, _ in parts]),
+    *[section(i, t, b) for i, t, b in parts],
+    paragraph(
+      f"Written {datetime.datetime.now().isoformat(timespec='seconds')} from {path.parent} "
+      f"(rewrite it with `{rewrite}`).",
+      "note",
+    ),
+  ]
+  temporary = path.with_name(path.name + ".tmp")
+  temporary.write_text(page(title, body))
+  temporary.replace(path)
+  return path
 
 
 def section(identifier: str, title: str, body: Iterable[str]) -> str:

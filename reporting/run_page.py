@@ -44,10 +44,7 @@ def write(workdir: str | pathlib.Path) -> pathlib.Path:
   """Writes `workdir`/report.html (and its pictures); returns its path."""
   workdir = pathlib.Path(workdir).resolve()
   config = ml_collections.ConfigDict(cli.saved_config(str(workdir)))
-  assets = workdir / ASSETS
-  assets.mkdir(exist_ok=True)
-  for old in assets.glob("*.png"):  # pictures of an earlier page (fewer wrong images, …)
-    old.unlink()
+  assets = markup.emptied_assets(workdir / ASSETS)
   model, input_shape, num_classes = experiment.model_and_input(config)
   run = read_json(workdir / records.RUN_FILE)
   results = read_json(workdir / records.RESULTS_FILE)
@@ -73,22 +70,11 @@ def write(workdir: str | pathlib.Path) -> pathlib.Path:
   ]
   analysed = analysis_sections(config, predictions, predictions_problem, names, assets)
   parts = [(i, t, analysed.get(i, body)) for i, t, body in parts]
-  body = [
+  head = [
     f"<h1>{markup.escape(title)}</h1>",
     status_line(run, imported, checkpoints.latest_step(workdir)),
-    markup.contents([(i, t) for i, t, _ in parts]),
-    *[markup.section(i, t, body) for i, t, body in parts],
-    markup.paragraph(
-      f"Written {datetime.datetime.now().isoformat(timespec='seconds')} from {workdir} by "
-      "report.py (rewrite it with `report.py --workdir=DIR`).",
-      "note",
-    ),
   ]
-  path = workdir / PAGE
-  temporary = path.with_name(PAGE + ".tmp")
-  temporary.write_text(markup.page(title, body))
-  temporary.replace(path)
-  return path
+  return markup.write_page(workdir / PAGE, title, head, parts, "report.py --workdir=DIR")
 
 
 def write_or_say(
@@ -258,7 +244,7 @@ def per_class_body(
     for t, p in pairs[:CONFUSIONS_SHOWN]
     if matrix[t, p]
   ]
-  listing = "every class" if len(listed) == len(names) else f"the {len(listed)} worst classes"
+  listing = "Every class" if len(listed) == len(names) else f"The {len(listed)} worst classes"
   return [
     markup.image(f"{ASSETS}/per_class.png", "top-1 error per class"),
     markup.paragraph(f"{listing}, worst first:"),

@@ -7,7 +7,6 @@ folders alone; `studies.run_study` writes it at the end of a study, `report.py` 
 from __future__ import annotations
 
 import csv
-import datetime
 import json
 import pathlib
 from typing import Any
@@ -28,12 +27,11 @@ def write(study: str | pathlib.Path) -> pathlib.Path:
   rows = read_table(study / TABLE)
   if not rows:
     raise ValueError(f"{study / TABLE} holds no variant")
-  assets = study / ASSETS
-  assets.mkdir(exist_ok=True)
+  assets = markup.emptied_assets(study / ASSETS)
   baseline = rows[0]["variant"]
   pages = {row["variant"]: variant_page(study / row["variant"]) for row in rows}
   runs = {row["variant"]: records.read_metrics(study / row["variant"]) for row in rows}
-  body = [
+  head = [
     f"<h1>{markup.escape(f'Study: {study.name}')}</h1>",
     markup.paragraph(
       f"{len(rows)} variants, each trained with the same seed and data in its own folder; "
@@ -43,23 +41,11 @@ def write(study: str | pathlib.Path) -> pathlib.Path:
   parts = [
     ("table", "Comparison", table_section(rows)),
     ("curves", "Curves", curves_section(runs, assets)),
-    ("size", "Error against size", size_section(rows, baseline, assets)),
+    ("size", "Error per variant and against size", size_section(rows, baseline, assets)),
     ("variants", "Variants", variants_section(study, rows, pages)),
   ]
-  body += [markup.contents([(i, t) for i, t, _ in parts])]
-  body += [markup.section(i, t, b) for i, t, b in parts]
-  body.append(
-    markup.paragraph(
-      f"Written {datetime.datetime.now().isoformat(timespec='seconds')} from {study} "
-      "(rewrite it with `report.py --workdir=STUDY`).",
-      "note",
-    )
-  )
-  path = study / PAGE
-  temporary = path.with_name(PAGE + ".tmp")
-  temporary.write_text(markup.page(f"Study: {study.name}", body))
-  temporary.replace(path)
-  return path
+  title = f"Study: {study.name}"
+  return markup.write_page(study / PAGE, title, head, parts, "report.py --workdir=STUDY")
 
 
 def read_table(path: pathlib.Path) -> list[dict[str, Any]]:
@@ -88,15 +74,41 @@ def variant_page(folder: pathlib.Path) -> pathlib.Path | None:
   return run_page.write(folder)
 
 
+# The comparison's columns: (study.csv column, header); a value with a delta shows both.
+COLUMNS = (
+  ("params", "parameters"),
+  ("flops", "FLOPs"),
+  ("top1_error", "top-1 error (%)"),
+  ("top5_error", "top-5 error (%)"),
+  ("ten_crop_top1_error", "10-crop top-1 (%)"),
+  ("ten_crop_top5_error", "10-crop top-5 (%)"),
+  ("train_top1_error", "training top-1 (%)"),
+  ("steps", "steps"),
+  ("wall_seconds", "time (s)"),
+  ("config", "config digest"),
+)
+
+
 def table_section(rows: list[dict[str, Any]]) -> list[str]:
-  columns = list(rows[0])
-  cells = [[tables.format_value(c, row.get(c)) for c in columns] for row in rows]
+  """The comparison: one row per variant; each value beside its delta against the baseline."""
+  columns = [(key, header) for key, header in COLUMNS if key in rows[0]]
+  cells = []
+  for row in rows:
+    line = [row["variant"]]
+    for key, _ in columns:
+      text = tables.format_value(key, row.get(key))
+      delta = row.get(f"{key}_delta")
+      if delta is not None and row is not rows[0]:
+        text += f" ({tables.format_value(f'{key}_delta', delta)})"
+      line.append(text)
+    cells.append(line)
   return [
-    markup.table(columns, cells, numeric=False),
+    markup.table(["variant", *(header for _, header in columns)], cells, numeric=False),
     markup.paragraph(
-      "params and flops (multiply-adds per image) count the network; errors are test errors in "
-      "% (ten_crop_: the 10-crop protocol); _delta: the variant minus the baseline; "
-      "wall_seconds: the variant's training, evaluation included.",
+      "In brackets: the variant minus the baseline. Parameters and FLOPs (multiply-adds per "
+      "image) count the network; errors are test errors, the training error that of the last "
+      "log interval's batches; time is the variant's training, evaluation included. All "
+      f"columns, unformatted: {TABLE}.",
       "note",
     ),
   ]
@@ -109,10 +121,17 @@ def curves_section(runs: dict[str, dict[str, list[dict]]], assets: pathlib.Path)
 
 
 def size_section(rows: list[dict[str, Any]], baseline: str, assets: pathlib.Path) -> list[str]:
+  """Error per variant, and against parameters and FLOPs where the variants' sizes differ."""
   if not any(row.get("top1_error") is not None for row in rows):
     return [markup.paragraph("No variant has been evaluated yet.")]
-  body = []
+  figures.errors_by_variant(rows, baseline, assets / "errors.png")
+  body = [markup.image(f"{ASSETS}/errors.png", "top-1 error per variant")]
   for size in ("params", "flops"):
+    if len({row[size] for row in rows}) == 1:
+      body.append(
+        markup.paragraph(f"Every variant has {rows[0][size]:,} {records.SIZE_LABELS[size]}.")
+      )
+      continue
     records.plot_errors_against(rows, size, assets / f"error_{size}.png", baseline)
     body.append(markup.image(f"{ASSETS}/error_{size}.png", f"top-1 error against {size}"))
   return body

@@ -23,6 +23,7 @@ import caches
 import checkpoints
 import cli
 import experiment
+import input_pipeline
 import parallel
 import records
 import schedules
@@ -31,6 +32,7 @@ from input_pipeline import augment, color_pca
 from models import conv
 from models.layers import Conv, Dense, Dropout
 from models.network import ConvNet
+from reporting import predictions as saved_predictions
 from tests.conftest import crash_after_checkpoint, make_config
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -477,4 +479,11 @@ def test_two_hosts_of_four_devices_train_like_one_host_of_eight(
   assert [r["step"] for r in train_rows] == list(range(EVERY, STEPS + 1, EVERY))
   with open(tmp_path / "metrics.jsonl") as lines:
     assert sum(1 for _ in lines) == len(train_rows) + 1  # written once, by process 0
-  assert json.loads((tmp_path / "results.json").read_text())["single"]["step"] == STEPS
+  results = json.loads((tmp_path / "results.json").read_text())["single"]
+  assert results["step"] == STEPS
+  # The per-example predictions, gathered from both hosts: every example once, in order.
+  saved = saved_predictions.read(tmp_path)
+  split = input_pipeline.load_data(make_config(tiny_data_dir)).eval
+  np.testing.assert_array_equal(saved.labels, split.read(np.arange(len(split)))[1])
+  wrong = saved.protocols["single"].predicted != saved.labels
+  assert 100.0 * np.mean(wrong) == pytest.approx(results["top1_error"])
