@@ -49,9 +49,8 @@ def class_names(config: ml_collections.ConfigDict, num_classes: int) -> list[str
     from tensorflow_datasets.datasets.siscore import labels  # a plain list, no side effects
 
     return [name.split(",")[0] for name in labels.IMAGENET_LABELS_LIST]
-  try:
-    info = datasets.dataset_info(config.dataset)
-    names = datasets.class_names(config.dataset, info)
+  try:  # the classes the run kept (dataset.classes), by name
+    names = datasets.class_names(config.dataset, input_pipeline.dataset_info(config.dataset))
   except ValueError:  # not prepared here: the ids will do
     names = []
   return names if len(names) == num_classes else [str(i) for i in range(num_classes)]

@@ -21,14 +21,21 @@ from reporting import run_page, study_page
 def main() -> str:
   workdir = pathlib.Path(FLAGS.workdir)
   if not workdir.is_dir():
-    raise ValueError(f"--workdir={workdir}: no such folder")
+    problem = "not a folder" if workdir.exists() else "no such folder"
+    raise ValueError(f"--workdir={workdir}: {problem}")
   if (workdir / study_page.TABLE).is_file():
     return f"written {study_page.write(workdir)}"
   if (workdir / checkpoints.CONFIG_FILE).is_file():
     return f"written {run_page.write(workdir)}"
+  inside = sorted(
+    folder.name
+    for folder in workdir.iterdir()
+    if (folder / checkpoints.CONFIG_FILE).is_file() or (folder / study_page.TABLE).is_file()
+  )
   raise ValueError(
     f"--workdir={workdir} is neither a run's folder (no {checkpoints.CONFIG_FILE}) nor a "
     f"study's (no {study_page.TABLE})"
+    + (f"; the runs and studies in it: {', '.join(inside)}" if inside else "")
   )
 
 

@@ -72,14 +72,20 @@ def parse_classes(text: str, num_classes: int) -> tuple[int, ...]:
   return tuple(classes)
 
 
+def dataset_info(dataset_config: Any) -> datasets.DatasetInfo:
+  """The dataset's info, with the classes `dataset.classes` keeps (and their number)."""
+  info = datasets.dataset_info(dataset_config)
+  classes = parse_classes(dataset_config.classes, info.num_classes)
+  if classes:
+    info = dataclasses.replace(info, num_classes=len(classes), classes=classes)
+  return info
+
+
 def check_dataset(config: Any) -> datasets.DatasetInfo:
   """Checks the config's data fields without reading images; returns the dataset's info
   (with the number of classes kept by `dataset.classes`)."""
   dataset = config.dataset
-  info = datasets.dataset_info(dataset)
-  classes = parse_classes(dataset.classes, info.num_classes)
-  if classes:
-    info = dataclasses.replace(info, num_classes=len(classes), classes=classes)
+  info = dataset_info(dataset)
   for split in (dataset.train_split, dataset.eval_split):
     datasets.check_split(info, split)
   crop = input_shape(config, info)

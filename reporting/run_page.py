@@ -242,15 +242,19 @@ def per_class_body(
   confusions = [
     (names[t], names[p], int(matrix[t, p]), round(100.0 * matrix[t, p] / max(examples[t], 1), 2))
     for t, p in pairs[:CONFUSIONS_SHOWN]
-    if matrix[t, p]
+    if off_diagonal[t, p]
   ]
   listing = "Every class" if len(listed) == len(names) else f"The {len(listed)} worst classes"
   return [
     markup.image(f"{ASSETS}/per_class.png", "top-1 error per class"),
     markup.paragraph(f"{listing}, worst first:"),
     markup.table(["class", "examples", "top-1 error (%)", "most often taken for"], rows),
-    markup.paragraph("The most frequent confusions:"),
-    markup.table(["true class", "predicted", "examples", "% of the true class"], confusions),
+    markup.paragraph("The most frequent confusions:" if confusions else "No confusions."),
+    *(
+      [markup.table(["true class", "predicted", "examples", "% of the true class"], confusions)]
+      if confusions
+      else []
+    ),
   ]
 
 

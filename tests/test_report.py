@@ -196,3 +196,13 @@ def test_stopped_interrupted_failed_and_resumed_runs_each_get_a_page_that_says_s
   assert "predictions of 300 'test' examples at step 40" in text
   run = json.loads((tmp_path / "run.json").read_text())
   assert run["status"] == "finished" and run["total_steps"] == 40
+
+
+def test_class_names_are_those_of_the_classes_a_run_kept(tiny_config):
+  # Pages and predict.py name a subset run's classes (dataset.classes), not all the dataset's.
+  assert prediction.class_names(tiny_config(dataset__classes="5,7,9"), 3) == [
+    "Sandal",
+    "Sneaker",
+    "Ankle boot",
+  ]
+  assert prediction.class_names(tiny_config(), 10)[:2] == ["T-shirt/top", "Trouser"]

@@ -23,6 +23,7 @@ import training
 from configs import default
 from input_pipeline import augment
 from models import conv
+from tests import pages
 from tests.conftest import TINY_TEST, TINY_TRAIN, crash_after_checkpoint, make_config, run_script
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -199,6 +200,12 @@ def test_eval_of_a_workdir_alone_repeats_what_training_reported(
     assert result.returncode == 0, (name, result.stderr)
     evaluated = json.loads((workdir / "results.json").read_text())["single"]
     assert evaluated == trained, name
+    assert f"report written to {workdir / 'report.html'}" in result.stdout  # rewritten
+    pages.read(workdir / "report.html", pages.RUN_SECTIONS)
+  # The fine-tuned run's page: its three classes, by name, and what it chose.
+  page = pages.read(runs["fine_tuned"] / "report.html", pages.RUN_SECTIONS)
+  assert "Sandal" in page.text and "Ankle boot" in page.text and "Coat" not in page.text
+  assert f"init_from \"\" \"{trained_tiny_run.workdir}\"" in page.text
   assert trained["step"] == 30 and evaluated["top5_error"] is not None
   fine = json.loads((runs["fine_tuned"] / "results.json").read_text())["single"]
   assert fine["top5_error"] is None  # 3 classes: top-1 alone
