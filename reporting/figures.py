@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 import records
@@ -74,7 +75,14 @@ def confusion(matrix: np.ndarray, class_names: Sequence[str], path: pathlib.Path
     ("examples", "% of the true class's examples"),
     strict=True,
   ):
-    image = axis.imshow(values, cmap="Blues", interpolation="nearest")
+    if classes <= ANNOTATED_CLASSES:
+      image = axis.imshow(values, cmap="Blues", interpolation="nearest")
+    else:  # more cells than pixels: averaged down, and on a log scale so that the few
+      # off-diagonal confusions among many empty cells show (ImageNet's ids group related
+      # classes, so its confusions form blocks near the diagonal)
+      norm = LogNorm(vmin=max(values[values > 0].min(initial=1.0), 1e-3), vmax=max(values.max(), 1))
+      image = axis.imshow(values, cmap="Blues", interpolation="antialiased", norm=norm)
+      unit += " (log scale)"
     figure.colorbar(image, ax=axis, fraction=0.046, pad=0.04, label=unit)
     axis.set(title=title, xlabel="predicted class", ylabel="true class")
     if classes <= ANNOTATED_CLASSES:
