@@ -18,6 +18,8 @@ import schedules
 import training
 from configs import cifar_resnet
 from input_pipeline import augment, color_pca, preprocess
+from reporting import predictions as saved_predictions
+from tests import pages
 from tests.conftest import make_config
 
 H, W = 12, 16
@@ -273,6 +275,14 @@ def test_synthetic_dataset_is_deterministic_and_flows_through_both_protocols(tmp
   )
   metrics = training.train_and_evaluate(config, tmp_path)
   assert metrics["protocols"]["ten_crop"]["num_examples"] == 9
+  # Both protocols' predictions are saved, and the page heads with both protocols' errors.
+  saved = saved_predictions.read(tmp_path)
+  assert set(saved.protocols) == {"single", "ten_crop"} and len(saved.labels) == 9
+  ten_crop = metrics["protocols"]["ten_crop"]
+  in_top5 = (saved.protocols["ten_crop"].classes == saved.labels[:, None]).any(axis=1)
+  assert 100.0 * np.mean(~in_top5) == pytest.approx(ten_crop["top5_error"])
+  text = pages.read(tmp_path / "report.html", pages.RUN_SECTIONS).text
+  assert f"test error (10-crop) top-1 {ten_crop['top1_error']:.2f} %" in text
 
 
 @pytest.mark.parametrize(
