@@ -58,18 +58,23 @@ def write(workdir: str | pathlib.Path) -> pathlib.Path:
   names = prediction.class_names(config, num_classes)
   summary = accounting.summarize(model, input_shape, num_classes)
   title = f"{config.model.name} on {dataset_name(config)}: {workdir.name}"
+  # The split the latest evaluation read (eval.py may have been given another).
+  split = predictions.split if predictions else config.dataset.eval_split
+  analysed = analysis_sections(config, predictions, predictions_problem, names, assets)
   parts = [
-    ("summary", "Summary", summary_section(workdir, config, run, results, metrics, imported)),
+    (
+      "summary",
+      "Summary",
+      summary_section(workdir, config, split, run, results, metrics, imported),
+    ),
     ("config", "Config", config_section(config)),
     ("curves", "Curves", curves_section(metrics, assets)),
-    ("classes", "Per-class error", []),
-    ("confusion", "Confusion matrix", []),
-    ("wrong", "Most confidently wrong", []),
+    ("classes", "Per-class error", analysed["classes"]),
+    ("confusion", "Confusion matrix", analysed["confusion"]),
+    ("wrong", "Most confidently wrong", analysed["wrong"]),
     ("layers", "Layers", layers_section(summary, input_shape, num_classes)),
     ("visualizations", "Visualisations", visualizations_section(workdir)),
   ]
-  analysed = analysis_sections(config, predictions, predictions_problem, names, assets)
-  parts = [(i, t, analysed.get(i, body)) for i, t, body in parts]
   head = [
     f"<h1>{markup.escape(title)}</h1>",
     status_line(run, imported, checkpoints.latest_step(workdir)),
@@ -117,6 +122,7 @@ def status_line(run: dict, imported: dict, latest_step: int | None) -> str:
 def summary_section(
   workdir: pathlib.Path,
   config: ml_collections.ConfigDict,
+  split: str,
   run: dict,
   results: dict,
   metrics: dict[str, list[dict]],
@@ -124,20 +130,20 @@ def summary_section(
 ) -> list[str]:
   rows: list[tuple[str, Any]] = [
     ("network", config.model.name),
-    ("dataset", f"{dataset_name(config)}, evaluated on its {config.dataset.eval_split!r} split"),
+    ("dataset", f"{dataset_name(config)}, evaluated on its {split!r} split"),
   ]
   for protocol, name in PROTOCOL_NAMES.items():
     if protocol in results:
       entry = results[protocol]
       rows.append(
         (
-          f"test error ({name})",
+          f"{split} error ({name})",
           f"top-1 {percent(entry.get('top1_error'))}, top-5 {percent(entry.get('top5_error'))} "
           f"({entry.get('num_examples', '?'):,} examples, step {entry.get('step', '?')})",
         )
       )
   if not results:
-    rows.append(("test error", "not evaluated yet"))
+    rows.append((f"{split} error", "not evaluated yet"))
   latest = checkpoints.latest_step(workdir)
   total = run.get("total_steps")
   rows.append(("steps", f"{latest if latest is not None else 'none saved'} of {total or '?'}"))
