@@ -77,7 +77,7 @@ def write(workdir: str | pathlib.Path) -> pathlib.Path:
   ]
   head = [
     f"<h1>{markup.escape(title)}</h1>",
-    status_line(run, imported, checkpoints.latest_step(workdir)),
+    status_line(run, imported, checkpoints.latest_step(workdir), bool(metrics)),
   ]
   return markup.write_page(workdir / PAGE, title, head, parts, "report.py --workdir=DIR")
 
@@ -99,8 +99,9 @@ def write_or_say(
 # Sections: each returns its body's HTML pieces.
 
 
-def status_line(run: dict, imported: dict, latest_step: int | None) -> str:
-  """What became of the run: finished, stopped, failed, running or killed, imported."""
+def status_line(run: dict, imported: dict, latest_step: int | None, trained: bool) -> str:
+  """What became of the run: finished, stopped, failed, running or killed, imported; `trained`:
+  whether the workdir holds training metrics."""
   status = run.get("status")
   if imported and not run:
     text, kind = f"Imported from {imported.get('source')}, not trained here.", "info"
@@ -114,6 +115,9 @@ def status_line(run: dict, imported: dict, latest_step: int | None) -> str:
       f"newest checkpoint: step {latest_step}).",
       "warn",
     )
+  elif trained:
+    text = "How this run ended is not recorded (no run.json: trained before it was kept)."
+    kind = "info"
   else:
     text, kind = "No training recorded in this workdir (run.json is missing).", "info"
   return f"<p class='status {kind}'>{markup.escape(text)}</p>"

@@ -11,6 +11,7 @@ import pytest
 
 import cli
 import prediction
+import records
 import training
 from reporting import predictions as saved_predictions
 from reporting import run_page
@@ -206,3 +207,14 @@ def test_class_names_are_those_of_the_classes_a_run_kept(tiny_config):
     "Ankle boot",
   ]
   assert prediction.class_names(tiny_config(), 10)[:2] == ["T-shirt/top", "Trouser"]
+
+
+def test_a_killed_run_s_page_says_no_end_was_recorded(trained_tiny_run, tmp_path):
+  # SIGKILL leaves run.json at "running": report.py's page says so and shows what there is.
+  workdir = trained_tiny_run.copy(tmp_path / "run")
+  records.record_run(workdir, status="running")
+  text = pages.read(run_page.write(workdir), RUN_SECTIONS).text
+  assert "No end recorded: still training, or killed" in text and "step 40" in text
+  (workdir / records.RUN_FILE).unlink()  # a run from before run.json existed
+  text = pages.read(run_page.write(workdir), RUN_SECTIONS).text
+  assert "How this run ended is not recorded (no run.json" in text
