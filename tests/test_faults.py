@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -302,16 +301,17 @@ def test_disk_full_while_saving_keeps_earlier_checkpoints(tiny_data_dir, tmp_pat
 
 def test_first_ctrl_c_asks_to_stop_and_a_second_interrupts():
   before = signal.getsignal(signal.SIGINT)
+  # raise_signal delivers to this thread, so the handler has run when it returns. os.kill with
+  # a sleep was flaky under load: the kernel may hand the signal to one of JAX's threads, and
+  # the handler then ran only after the 0.1 s sleep (twice in CI, 2026-12-01).
   with training.Preemption(every=1) as preemption:
-    os.kill(os.getpid(), signal.SIGINT)
-    time.sleep(0.1)
+    signal.raise_signal(signal.SIGINT)
     assert preemption.requested(step=1)
     stopped = preemption.stopped(3, 10, pathlib.Path("/w"))
     assert stopped.status == cli.INTERRUPTED_STATUS
     assert str(stopped).startswith("stopped by SIGINT at step 3/10; checkpoint saved in /w")
     with pytest.raises(KeyboardInterrupt):
-      os.kill(os.getpid(), signal.SIGINT)
-      time.sleep(0.1)
+      signal.raise_signal(signal.SIGINT)
   assert signal.getsignal(signal.SIGINT) is before
 
 
