@@ -302,7 +302,7 @@ def test_disk_full_while_saving_keeps_earlier_checkpoints(tiny_data_dir, tmp_pat
 def test_first_ctrl_c_asks_to_stop_and_a_second_interrupts():
   before = signal.getsignal(signal.SIGINT)
   # raise_signal delivers to this thread, so the handler has run when it returns. os.kill with
-  # a sleep was flaky under load: the kernel may hand the signal to one of JAX's threads, and
+  # a sleep was flaky: the kernel may hand the signal to any of the process's threads (JAX's), and
   # the handler then ran only after the 0.1 s sleep (twice in CI, 2026-12-01).
   with training.Preemption(every=1) as preemption:
     signal.raise_signal(signal.SIGINT)
