@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import pathlib
 import time
 from collections.abc import Mapping, Sequence
@@ -114,24 +115,44 @@ def read_metrics(workdir: pathlib.Path) -> dict[str, list[dict]]:
   return by_split
 
 
-def plot_curves(workdir: pathlib.Path) -> pathlib.Path:
-  """Loss and top-1 error against step, train and eval, as `DIR/curves.png`."""
-  metrics = read_metrics(workdir)
-  figure = Figure(figsize=(11, 4))
-  loss_axis, error_axis = figure.subplots(1, 2)
-  for split, rows in metrics.items():
-    if "loss" not in rows[0]:
-      continue  # schedule decisions
-    steps = [row["step"] for row in rows]
-    style = "-" if split == "train" else "o-"
-    loss_axis.plot(steps, [row["loss"] for row in rows], style, label=split)
-    error_axis.plot(steps, [row["top1_error"] for row in rows], style, label=split)
-  loss_axis.set(xlabel="step", ylabel="cross-entropy", title="loss")
-  error_axis.set(xlabel="step", ylabel="top-1 error (%)", title="top-1 error")
-  for axis in (loss_axis, error_axis):
+# (metric key, panel title, y label); train rows and eval rows share a panel.
+CURVE_PANELS = (
+  ("loss", "loss", "cross-entropy"),
+  ("top1_error", "top-1 error", "top-1 error (%)"),
+  ("top5_error", "top-5 error", "top-5 error (%)"),
+  ("learning_rate", "learning rate", "learning rate"),
+  ("images_per_second", "training throughput", "images/s"),
+)
+CURVE_X = {"step": "step", "seconds_so_far": "wall time (s, compile and evaluation included)"}
+
+
+def plot_curves(
+  metrics: Mapping[str, Sequence[Mapping[str, Any]]], x: str, path: pathlib.Path
+) -> pathlib.Path | None:
+  """Every metric of `read_metrics` (CURVE_PANELS) against `x` (CURVE_X), a panel per metric
+  and a line per split; None when no row has any of them. `DIR/curves.png` is against step."""
+  panels = [
+    panel
+    for panel in CURVE_PANELS
+    if any(panel[0] in row for rows in metrics.values() for row in rows)
+  ]
+  if not panels:
+    return None
+  columns = min(3, len(panels))
+  rows_of_panels = math.ceil(len(panels) / columns)
+  figure = Figure(figsize=(4.2 * columns, 3.3 * rows_of_panels))
+  axes = figure.subplots(rows_of_panels, columns, squeeze=False).ravel()
+  for axis, (key, title, ylabel) in zip(axes, panels, strict=False):
+    for split, rows in metrics.items():
+      points = [(row[x], row[key]) for row in rows if row.get(key) is not None and x in row]
+      if points:
+        xs, ys = zip(*points, strict=True)
+        axis.plot(xs, ys, "-" if split == "train" else "o-", markersize=3, label=split)
+    axis.set(title=title, xlabel=CURVE_X[x], ylabel=ylabel)
     axis.grid(alpha=0.3)
-    axis.legend()
-  path = workdir / CURVES_FILE
+    axis.legend(fontsize=7)
+  for axis in axes[len(panels) :]:
+    axis.set_visible(False)
   save(figure, path)
   return path
 

@@ -213,7 +213,9 @@ def train_and_evaluate(
         record_end(workdir, error)
     raise
   if lead:
-    parallel.announce(f"curves written to {records.plot_curves(workdir)}")
+    curves = workdir / records.CURVES_FILE
+    records.plot_curves(records.read_metrics(workdir), "step", curves)
+    parallel.announce(f"curves written to {curves}")
     record_end(workdir, None)
   return final_metrics
 

@@ -1,5 +1,6 @@
 """The reports' figures, drawn on matplotlib `Figure`s (no pyplot, no global backend) and saved
-as PNG by `records.save`: curves, a confusion matrix, per-class errors, errors against size.
+as PNG by `records.save`: a confusion matrix, per-class errors, example images, a study's
+curves and errors (a run's own curves are `records.plot_curves`).
 
 PNG from matplotlib, not an interactive plot library: the pages must read offline and without
 JavaScript, matplotlib is already what every other convzoo picture is drawn with, and a PNG
@@ -8,7 +9,6 @@ looks the same in a browser, a Markdown viewer and an e-mail.
 
 from __future__ import annotations
 
-import math
 import pathlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,46 +19,7 @@ from matplotlib.figure import Figure
 
 import records
 
-# (metric key, panel title, y label, log scale); train rows and eval rows share a panel.
-CURVE_PANELS = (
-  ("loss", "loss", "cross-entropy", False),
-  ("top1_error", "top-1 error", "top-1 error (%)", False),
-  ("top5_error", "top-5 error", "top-5 error (%)", False),
-  ("learning_rate", "learning rate", "learning rate", False),
-  ("images_per_second", "training throughput", "images/s", False),
-)
-X_AXES = {"step": "step", "seconds_so_far": "wall time (s, compile and evaluation included)"}
 ANNOTATED_CLASSES = 20  # up to this many classes, confusion-matrix cells show their numbers
-
-
-def curves(
-  metrics: Mapping[str, Sequence[Mapping[str, Any]]], x: str, path: pathlib.Path
-) -> pathlib.Path | None:
-  """Every metric of `records.read_metrics` against `x` ("step" or "seconds_so_far"), one panel
-  per metric, a line per split; None when no row has the metric's values."""
-  panels = [
-    panel
-    for panel in CURVE_PANELS
-    if any(panel[0] in row for rows in metrics.values() for row in rows)
-  ]
-  if not panels:
-    return None
-  columns = min(3, len(panels))
-  figure = Figure(figsize=(4.2 * columns, 3.3 * math.ceil(len(panels) / columns)))
-  axes = figure.subplots(math.ceil(len(panels) / columns), columns, squeeze=False).ravel()
-  for axis, (key, title, ylabel, log) in zip(axes, panels, strict=False):
-    for split, rows in metrics.items():
-      points = [(row[x], row[key]) for row in rows if row.get(key) is not None and x in row]
-      if points:
-        xs, ys = zip(*points, strict=True)
-        axis.plot(xs, ys, "-" if split == "train" else "o-", markersize=3, label=split)
-    axis.set(title=title, xlabel=X_AXES[x], ylabel=ylabel, yscale="log" if log else "linear")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
-  for axis in axes[len(panels) :]:
-    axis.set_visible(False)
-  records.save(figure, path)
-  return path
 
 
 def confusion(matrix: np.ndarray, class_names: Sequence[str], path: pathlib.Path) -> pathlib.Path:

@@ -184,11 +184,20 @@ def config_section(config: ml_collections.ConfigDict) -> list[str]:
 def curves_section(metrics: dict[str, list[dict]], assets: pathlib.Path) -> list[str]:
   if not metrics:
     return [markup.paragraph("No metrics recorded (metrics.jsonl): nothing was trained here.")]
-  body = []
-  for x, name in (("step", "curves_step.png"), ("seconds_so_far", "curves_time.png")):
-    if figures.curves(metrics, x, assets / name) is not None:
-      body.append(markup.image(f"{ASSETS}/{name}", f"curves against {x}"))
-  return body
+  workdir = assets.parent
+  # Against step: the run's own curves.png, drawn again only if metrics were logged after it
+  # (training draws it as it ends, just before this page).
+  step_curves = workdir / records.CURVES_FILE
+  if (
+    not step_curves.is_file()
+    or step_curves.stat().st_mtime < (workdir / records.METRICS_FILE).stat().st_mtime
+  ):
+    records.plot_curves(metrics, "step", step_curves)
+  records.plot_curves(metrics, "seconds_so_far", assets / "curves_time.png")
+  return [
+    markup.image(records.CURVES_FILE, "curves against step"),
+    markup.image(f"{ASSETS}/curves_time.png", "curves against wall time"),
+  ]
 
 
 def analysis_sections(

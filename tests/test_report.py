@@ -98,7 +98,7 @@ def test_a_trained_run_s_page_holds_every_section_with_its_pictures(trained_tiny
   assert len(shown) == min(wrong, run_page.WRONG_SHOWN)
   assert "Finished." in page.text
   assert "run.json" not in page.text  # the run recorded how it ended
-  assert {"report/curves_step.png", "report/curves_time.png"} <= set(page.images)
+  assert {"curves.png", "report/curves_time.png"} <= set(page.images)
   assert {"report/confusion.png", "report/per_class.png"} <= set(page.images)
   config = json.loads((workdir / "config.json").read_text())
   for name in prediction.class_names(ml_collections.ConfigDict(config), 10):
