@@ -150,7 +150,7 @@ def run_variant(variant: Variant, workdir: pathlib.Path) -> str:
     raise cli.Preempted(f"{stopped}; the study resumes from this variant") from None
   except Exception as error:  # one variant's failure must not stop the others
     traceback.print_exc()
-    return f"failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    return f"failed: {training.failure(error)}"
   seconds = time.perf_counter() - start
   (workdir / DONE_FILE).write_text(json.dumps({"wall_seconds": seconds}) + "\n")
   return "ran"

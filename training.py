@@ -226,11 +226,18 @@ def record_end(workdir: pathlib.Path, error: BaseException | None) -> None:
     records.record_run(workdir, status="finished", message="")
   else:
     status = {cli.Preempted: "stopped", KeyboardInterrupt: "interrupted"}.get(type(error), "failed")
-    message = str(error).splitlines()[0] if str(error) else ""
-    if status == "failed":
-      message = f"{type(error).__name__}: {message}"
+    message = failure(error) if status == "failed" else first_line(error)
     records.record_run(workdir, status=status, message=message)
   run_page.write_or_say(workdir, parallel.announce)
+
+
+def first_line(error: BaseException) -> str:
+  return str(error).splitlines()[0] if str(error) else ""
+
+
+def failure(error: BaseException) -> str:
+  """ "Type: the first line of its message": how a failed run's page and its study row say why."""
+  return f"{type(error).__name__}: {first_line(error)}"
 
 
 def create_train_step(

@@ -12,6 +12,7 @@ import pathlib
 from typing import Any
 
 import checkpoints
+import cli
 import records
 import tables
 from reporting import figures, markup, run_page
@@ -158,7 +159,8 @@ def variants_section(
 
 
 def saved_config(folder: pathlib.Path) -> dict | None:
+  """The variant's config (`cli.saved_config`), or None when it has none that can be read."""
   try:
-    return json.loads((folder / checkpoints.CONFIG_FILE).read_text())
-  except (OSError, ValueError):
+    return cli.saved_config(str(folder))
+  except ValueError:
     return None
